@@ -1,0 +1,86 @@
+"""The one settings object. Every field reads from the environment with the prefix ``RAG_``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_LLM_FILE = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+DEFAULT_EMBEDDER_DIR = "multilingual-e5-small"
+
+
+class Settings(BaseSettings):
+    """Configuration for ingestion, retrieval, generation and the HTTP service."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", frozen=True, extra="ignore")
+
+    # --- locations -------------------------------------------------------------------------------
+    corpus_dir: Path = Field(Path("corpus"), description="Folder ingested by default (`rag ingest`).")
+    index_dir: Path = Field(Path("index"), description="Folder holding built indexes.")
+    index_name: str = Field("default", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$",
+                            description="Name of the index under index_dir.")
+    models_dir: Path = Field(Path("models"), description="Folder where `rag models` provisions models.")
+    prompts_dir: Path = Field(Path(__file__).resolve().parent.parent / "prompts",
+                              description="Folder of prompt templates.")
+    llm_path: Path | None = Field(None, description="GGUF file to generate with; default: the provisioned "
+                                  f"{DEFAULT_LLM_FILE} in models_dir. Any GGUF chat model works.")
+    embedder_path: Path | None = Field(None, description="sentence-transformers model directory; default: "
+                                       f"the provisioned {DEFAULT_EMBEDDER_DIR} in models_dir.")
+
+    # --- backends (the fakes are for tests) --------------------------------------------------------
+    embed_backend: Literal["sentence-transformers", "fake"] = Field(
+        "sentence-transformers", description="Embedder implementation.")
+    llm_backend: Literal["llama-cpp", "fake"] = Field("llama-cpp", description="Generator implementation.")
+
+    # --- chunking ------------------------------------------------------------------------------------
+    chunk_max_chars: int = Field(360, ge=50, le=4000, description="Longest chunk, in clean characters.")
+    chunk_min_chars: int = Field(80, ge=0, le=1000, description="Shorter sections merge with a neighbour.")
+
+    # --- index -----------------------------------------------------------------------------------------
+    faiss_index: Literal["flat", "hnsw"] = Field("flat", description="Exact inner product, or HNSW "
+                                                 "(approximate) for large corpora.")
+    embed_batch_size: int = Field(16, ge=1, le=512, description="Passages embedded per batch.")
+    max_upload_bytes: int = Field(5_000_000, ge=1, description="Largest document accepted by upload.")
+
+    # --- retrieval -------------------------------------------------------------------------------------
+    fusion: Literal["rrf", "weighted"] = Field("rrf", description="How dense and lexical ranks combine.")
+    rrf_k: int = Field(60, ge=1, le=1000, description="RRF constant.")
+    dense_weight: float = Field(0.5, ge=0, le=1, description="Weight of the dense score in weighted fusion.")
+    candidates: int = Field(30, ge=1, le=1000, description="Hits taken from each retriever before fusion.")
+
+    # --- answering ------------------------------------------------------------------------------------
+    context_chunks: int = Field(4, ge=1, le=20, description="Retrieved chunks whose sentences compete "
+                                "for the prompt.")
+    context_max_chars: int = Field(240, ge=40, le=4000, description="Budget of passage characters sent "
+                                   "to the model (prompt size is the main cost).")
+    min_coverage: float = Field(0.5, ge=0, le=1, description="Refuse when less of the question's content "
+                                "is found in the evidence than this.")
+    min_dense_score: float = Field(0.80, ge=-1, le=1, description="Refuse when the best passage is less "
+                                   "similar to the question than this.")
+    max_tokens: int = Field(80, ge=1, le=2048, description="Default answer length limit, in tokens.")
+    temperature: float = Field(0.0, ge=0, le=2, description="Default sampling temperature.")
+    n_ctx: int = Field(2048, ge=256, le=32768, description="LLM context window.")
+    n_threads: int = Field(2, ge=1, le=256, description="CPU threads for the LLM.")
+    max_question_chars: int = Field(2000, ge=10, description="Longest accepted user message.")
+
+    # --- HTTP ------------------------------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Bind address.")
+    port: int = Field(8000, ge=1, le=65535, description="Bind port.")
+    api_key: str | None = Field(None, description="When set, requests need `Authorization: Bearer <key>`.")
+    queue_size: int = Field(4, ge=0, le=1000, description="Chat requests allowed to wait for the model; "
+                            "more get 503.")
+
+    @property
+    def index_path(self) -> Path:
+        return self.index_dir / self.index_name
+
+    @property
+    def resolved_llm_path(self) -> Path:
+        return self.llm_path or self.models_dir / DEFAULT_LLM_FILE
+
+    @property
+    def resolved_embedder_path(self) -> Path:
+        return self.embedder_path or self.models_dir / DEFAULT_EMBEDDER_DIR

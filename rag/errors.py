@@ -1,0 +1,76 @@
+"""Typed errors. Each class's docstring is what a user reads; the HTTP layer maps them to one envelope."""
+
+from __future__ import annotations
+
+
+class RagError(Exception):
+    """Something went wrong."""
+
+    status_code = 500
+    type = "internal_error"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class InvalidRequest(RagError):
+    """The request is malformed."""
+
+    status_code = 400
+    type = "invalid_request_error"
+
+
+class Unauthorized(RagError):
+    """A valid API key is required: send `Authorization: Bearer <key>`."""
+
+    status_code = 401
+    type = "authentication_error"
+
+
+class NotFound(RagError):
+    """No such resource."""
+
+    status_code = 404
+    type = "not_found_error"
+
+
+class PayloadTooLarge(RagError):
+    """The upload is larger than the configured limit."""
+
+    status_code = 413
+    type = "invalid_request_error"
+
+
+class Busy(RagError):
+    """The model is busy and the wait queue is full; retry shortly."""
+
+    status_code = 503
+    type = "server_busy"
+
+
+class NotReady(RagError):
+    """The service is not ready: the index or the models are not loaded."""
+
+    status_code = 503
+    type = "not_ready"
+
+
+class DocumentError(RagError):
+    """A document could not be read (undecodable, empty or binary)."""
+
+    status_code = 422
+    type = "document_error"
+
+
+class IndexMismatch(RagError):
+    """The index was built with another embedding model; re-ingest with `rag ingest --rebuild`."""
+
+    status_code = 500
+    type = "index_mismatch"
+
+
+class ModelProvisionError(RagError):
+    """A model could not be provisioned."""
+
+    status_code = 500
+    type = "model_error"

@@ -1,0 +1,84 @@
+"""Load: read ``.txt``/``.md`` files and decode them (UTF-8 with or without BOM, or GB18030)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag.errors import DocumentError
+from rag.types import Document
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = (".txt", ".md")
+# Share of control characters above which bytes that happen to decode are still called binary.
+_MAX_CONTROL_SHARE = 0.01
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file that was not ingested, and why."""
+
+    doc_id: str
+    reason: str
+
+
+def decode(data: bytes, name: str) -> str:
+    """Decode bytes as UTF-8 (BOM optional) or GB18030; raise ``DocumentError`` naming the file."""
+    if not data.strip():
+        raise DocumentError(f"{name}: the file is empty")
+    if b"\x00" in data:
+        raise DocumentError(f"{name}: looks like a binary file (contains NUL bytes)")
+    text = _try_decodings(data, name)
+    controls = sum(1 for c in text if ord(c) < 32 and c not in "\n\r\t\f")
+    if controls > _MAX_CONTROL_SHARE * len(text):
+        raise DocumentError(f"{name}: looks like a binary file ({controls} control characters)")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _try_decodings(data: bytes, name: str) -> str:
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    # UTF-8 first: valid UTF-8 Chinese is almost never valid GB18030 by accident, and vice versa.
+    for encoding in ("utf-8", "gb18030"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise DocumentError(f"{name}: cannot decode as UTF-8 or GB18030/GBK")
+
+
+def read_document(path: Path, doc_id: str) -> Document:
+    """Read and decode one file into a ``Document``; the offsets of later stages index its text."""
+    data = path.read_bytes()
+    text = decode(data, doc_id)
+    return Document(doc_id=doc_id, text=text, sha256=hashlib.sha256(data).hexdigest())
+
+
+def find_files(root: Path) -> Iterator[tuple[Path, str]]:
+    """Yield ``(path, doc_id)`` for every known file under ``root`` (or ``root`` itself if a file)."""
+    if root.is_file():
+        yield root, root.name
+        return
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.suffix.lower() in EXTENSIONS and not path.name.startswith("."):
+            yield path, path.relative_to(root).as_posix()
+
+
+def load_documents(roots: Iterable[Path]) -> tuple[list[Document], list[Skipped]]:
+    """Read every file under ``roots``; a file that fails is reported, the rest still load."""
+    documents: list[Document] = []
+    skipped: list[Skipped] = []
+    for root in roots:
+        if not root.exists():
+            raise DocumentError(f"{root}: no such file or folder")
+        for path, doc_id in find_files(root):
+            try:
+                documents.append(read_document(path, doc_id))
+            except (DocumentError, OSError) as exc:
+                log.warning("skipped %s: %s", doc_id, exc)
+                skipped.append(Skipped(doc_id, str(exc)))
+    return documents, skipped
