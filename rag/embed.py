@@ -1,0 +1,105 @@
+"""Embed: turn passages and queries into L2-normalized vectors.
+
+``Embedder`` is the seam; ``SentenceTransformerEmbedder`` is the real one (multilingual-e5-small with its
+``passage: ``/``query: `` prompts), ``FakeEmbedder`` a deterministic stand-in for fast tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from rag.config import Settings
+from rag.errors import ModelProvisionError
+from rag.normalize import to_simplified
+from rag.types import Chunk
+
+log = logging.getLogger(__name__)
+
+
+class Embedder(Protocol):
+    name: str
+    dim: int
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors (float32, ``len(texts) x dim``, unit length) for passages."""
+        ...
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """Vector (float32, ``dim``, unit length) for a search query."""
+        ...
+
+
+def passage_text(chunk: Chunk) -> str:
+    """What is embedded for a chunk: its document title and section path give it context."""
+    head = " > ".join(x for x in (chunk.title, *chunk.section) if x)
+    return to_simplified(head) + "\n" + chunk.simplified if head else chunk.simplified
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model directory loaded from disk, never from a hub."""
+
+    def __init__(self, path: Path, batch_size: int = 16) -> None:
+        if not (path / "modules.json").exists():
+            raise ModelProvisionError(f"no sentence-transformers model at {path}; run `rag models`")
+        from sentence_transformers import SentenceTransformer  # heavy: import only when used
+
+        started = time.perf_counter()
+        self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        self._prompts = set(self._model.prompts or {})
+        self._batch_size = batch_size
+        self.name = path.name
+        self.dim = int(self._model.get_sentence_embedding_dimension() or 0)
+        log.info("loaded embedder %s (dim %d) in %.1fs", self.name, self.dim, time.perf_counter() - started)
+
+    def _encode(self, texts: Sequence[str], prompt: str) -> np.ndarray:
+        vectors = self._model.encode(list(texts), batch_size=self._batch_size, normalize_embeddings=True,
+                                     prompt_name=prompt if prompt in self._prompts else None,
+                                     convert_to_numpy=True, show_progress_bar=False)
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, "passage")
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._encode([text], "query")[0]
+
+
+class FakeEmbedder:
+    """Hashes character bigrams into a fixed-size vector: deterministic, fast, lexically meaningful."""
+
+    def __init__(self, dim: int = 64) -> None:
+        self.name = f"fake-{dim}"
+        self.dim = dim
+
+    def _vector(self, text: str) -> np.ndarray:
+        v = np.zeros(self.dim, dtype=np.float32)
+        for a, b in zip(text, text[1:], strict=False):
+            h = int.from_bytes(hashlib.blake2b((a + b).encode(), digest_size=4).digest(), "little")
+            v[h % self.dim] += 1.0
+        norm = float(np.linalg.norm(v))
+        return v / norm if norm else v
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return np.stack([self._vector(t) for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._vector(text)
+
+
+_BACKENDS: dict[str, Callable[[Settings], Embedder]] = {
+    "sentence-transformers": lambda s: SentenceTransformerEmbedder(s.resolved_embedder_path,
+                                                                   s.embed_batch_size),
+    "fake": lambda s: FakeEmbedder(),
+}
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    """The embedder the settings name."""
+    return _BACKENDS[settings.embed_backend](settings)
