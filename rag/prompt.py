@@ -1,0 +1,112 @@
+"""Prompt: pick the few sentences of the retrieved chunks that best match the question and render the
+chat messages from the templates in ``prompts/``. Prompt size is the main cost on a CPU, so only the most
+relevant sentences are sent, and the system prompt stays fixed so its evaluated state is reused."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from rag.chunk import hard_split, sentence_bounds
+from rag.embed import Embedder
+from rag.normalize import clean_with_offsets, simplified_aligned
+from rag.store import Index, lexical_tokens
+from rag.types import Hit, Sentence
+
+_MAX_SENTENCE = 150
+# Words that ask rather than inform: they say nothing about where the answer is.
+_QUESTION_WORDS = re.compile(
+    r"什么|多少|哪些|哪个|哪里|哪儿|哪|几个|几所|几名|几项|几|是否|如何|怎样|怎么|为什么|谁|请问|分别|一共|共有|是|吗|呢|的|了|？|\?")
+
+
+@dataclass(frozen=True)
+class Templates:
+    system: str
+    user: str
+    refusal: str
+
+    @classmethod
+    def load(cls, folder: Path) -> Templates:
+        read = lambda name: (folder / name).read_text("utf-8").strip()  # noqa: E731
+        return cls(read("system.txt"), read("user.txt"), read("refusal.txt"))
+
+
+def content_terms(question_simplified: str) -> list[str]:
+    """The question's lexical terms with the question words taken out."""
+    return list(dict.fromkeys(lexical_tokens(_QUESTION_WORDS.sub(" ", question_simplified))))
+
+
+@lru_cache(maxsize=256)
+def _clean_doc(source: str) -> tuple[str, str, tuple[int, ...]]:
+    text, offsets = clean_with_offsets(source)
+    return text, simplified_aligned(text), tuple(offsets)
+
+
+def candidate_sentences(index: Index, hits: Sequence[Hit]) -> list[Sentence]:
+    """Every sentence of the hit chunks, with its span in the original file."""
+    out: list[Sentence] = []
+    for hit in hits:
+        c = hit.chunk
+        clean, simplified, offsets = _clean_doc(index.sources[c.doc_id])
+        for a, b in sentence_bounds(clean, c.clean_start, c.clean_end):
+            for s, e in hard_split(clean, a, b, _MAX_SENTENCE):
+                s, e = _strip(clean, s, e)
+                if e > s:
+                    out.append(Sentence(c.doc_id, offsets[s], offsets[e - 1] + 1, clean[s:e], simplified[s:e],
+                                        c.section_path, 0.0))
+    return list({(s.doc_id, s.start): s for s in out}.values())
+
+
+def _strip(text: str, s: int, e: int) -> tuple[int, int]:
+    while s < e and text[s].isspace():
+        s += 1
+    while e > s and text[e - 1].isspace():
+        e -= 1
+    return s, e
+
+
+def overlap(terms: Sequence[str], text_simplified: str) -> float:
+    """Share of ``terms`` that occur in the text."""
+    return sum(t in text_simplified for t in terms) / len(terms) if terms else 0.0
+
+
+def rank_sentences(sentences: Sequence[Sentence], question_simplified: str, query_vector: np.ndarray,
+                   embedder: Embedder) -> list[Sentence]:
+    """Score sentences by meaning (dense) and shared terms (lexical); best first."""
+    if not sentences:
+        return []
+    terms = content_terms(question_simplified)
+    dense = embedder.embed_documents([s.simplified for s in sentences]) @ query_vector
+    scored = [replace(s, score=float(0.5 * d + 0.5 * overlap(terms, s.simplified)))
+              for s, d in zip(sentences, dense, strict=True)]
+    return sorted(scored, key=lambda s: -s.score)
+
+
+def select(ranked: Sequence[Sentence], budget_chars: int) -> list[Sentence]:
+    """The best sentences that fit in the character budget (at least one)."""
+    chosen: list[Sentence] = []
+    used = 0
+    for s in ranked:
+        if chosen and used + len(s.text) > budget_chars:
+            continue
+        chosen.append(s)
+        used += len(s.text)
+    return chosen
+
+
+def render(templates: Templates, sentences: Sequence[Sentence], question: str,
+           titles: dict[str, str]) -> list[dict[str, str]]:
+    """Chat messages: the fixed system prompt, then numbered passages and the question."""
+    passages = "\n".join(f"[{i}] {_source(titles.get(s.doc_id, ''))}{s.text}" for i, s in enumerate(sentences, 1))
+    user = templates.user.format(passages=passages, question=question)
+    return [{"role": "system", "content": templates.system}, {"role": "user", "content": user}]
+
+
+def _source(title: str) -> str:
+    """A short source tag so the model knows which report a sentence comes from."""
+    return f"（{title[:16]}）：" if title else "："

@@ -1,0 +1,235 @@
+"""The question-answering service: retrieve → prompt → generate → cite, plus live document management.
+
+Refusal rests on evidence, not only on the model's word: before generation the question's content terms
+(weighted by rarity) must be found in a retrieved passage or its document, and the best passage must be
+similar enough; after generation, an answer with invented numbers or no supporting sentence is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from rag import cite as citing
+from rag import prompt as prompting
+from rag.config import Settings
+from rag.embed import Embedder, build_embedder
+from rag.errors import InvalidRequest, NotFound, NotReady, PayloadTooLarge
+from rag.evidence import EvidenceJudge
+from rag.generate import Completion, Generator, build_generator
+from rag.ingest import ingest_documents, ingest_paths
+from rag.load import EXTENSIONS, decode
+from rag.normalize import is_traditional, to_simplified, to_traditional
+from rag.retrieve import RetrievalConfig, search
+from rag.store import DocRecord, Index
+from rag.types import Answer, Document, Hit
+
+log = logging.getLogger(__name__)
+
+ROLES = frozenset({"system", "user", "assistant"})
+_FOLLOW_UP = re.compile(r"^(那|那么|还有|另外|此外|它|其)|呢[？?]?$")
+
+
+class RagService:
+    """Holds the models and the live index; one generation runs at a time."""
+
+    def __init__(self, settings: Settings, embedder: Embedder, generator: Generator, index: Index | None) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.generator = generator
+        self._index = index
+        self.templates = prompting.Templates.load(settings.prompts_dir)
+        self.generation_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._judge_cache: tuple[Index, EvidenceJudge] | None = None
+        if index is not None:
+            index.check_embedder(embedder.name, embedder.dim)
+
+    # --- index -------------------------------------------------------------------------------------
+    @property
+    def index(self) -> Index:
+        if self._index is None:
+            raise NotReady("no index is loaded; ingest documents first (`rag ingest` or POST /v1/documents)")
+        return self._index
+
+    @property
+    def ready(self) -> bool:
+        return self._index is not None
+
+    def documents(self) -> list[DocRecord]:
+        return list(self._index.documents.values()) if self._index else []
+
+    def ingest_folder(self, paths: Sequence[Path]) -> None:
+        with self._write_lock:
+            index, _ = ingest_paths(paths, self.settings, self.embedder, self._index)
+            index.save(self.settings.index_path)
+            self._index = index
+
+    def add_document(self, name: str, data: bytes) -> DocRecord:
+        """Store an uploaded file in the corpus folder and index it, live."""
+        doc_id = sanitize_name(name)
+        if len(data) > self.settings.max_upload_bytes:
+            raise PayloadTooLarge(f"{doc_id} has {len(data):,} bytes; the limit is "
+                                  f"{self.settings.max_upload_bytes:,}")
+        text = decode(data, doc_id)
+        doc = Document(doc_id, text, hashlib.sha256(data).hexdigest())
+        with self._write_lock:
+            root = self.settings.corpus_dir.resolve()
+            index, _ = ingest_documents([doc], {doc_id: str(root)}, self.settings, self.embedder, self._index)
+            index.save(self.settings.index_path)  # the index first: a failed save loses nothing
+            root.mkdir(parents=True, exist_ok=True)
+            (root / doc_id).write_bytes(data)
+            self._index = index
+        return index.documents[doc_id]
+
+    def delete_document(self, doc_id: str) -> None:
+        with self._write_lock:
+            if self._index is None or doc_id not in self._index.documents:
+                raise NotFound(f"no document {doc_id!r} in the index")
+            record = self._index.documents[doc_id]
+            index, _ = ingest_documents([], {}, self.settings, self.embedder, self._index, remove={doc_id})
+            index.save(self.settings.index_path)
+            self._index = index
+            if record.root:
+                (Path(record.root) / doc_id).unlink(missing_ok=True)
+
+    # --- search ------------------------------------------------------------------------------------
+    def retrieval_config(self) -> RetrievalConfig:
+        s = self.settings
+        return RetrievalConfig(s.fusion, s.rrf_k, s.dense_weight, s.candidates)
+
+    def search(self, query: str, top_k: int = 5, doc_ids: list[str] | None = None,
+               query_vector: np.ndarray | None = None) -> list[Hit]:
+        if len(query) > self.settings.max_question_chars:
+            raise InvalidRequest(f"query has {len(query)} characters; the limit is {self.settings.max_question_chars}")
+        return search(self.index, self.embedder, query, top_k, doc_ids, self.retrieval_config(), query_vector)
+
+    # --- answer ------------------------------------------------------------------------------------
+    def answer(self, messages: Sequence[dict[str, str]], max_tokens: int | None = None,
+               temperature: float | None = None) -> Answer:
+        final = None
+        for item in self.stream(messages, max_tokens, temperature):
+            if isinstance(item, Answer):
+                final = item
+        assert final is not None
+        return final
+
+    def stream(self, messages: Sequence[dict[str, str]], max_tokens: int | None = None,
+               temperature: float | None = None) -> Iterator[str | Answer]:
+        """Text deltas as the model writes them; the last item is the whole ``Answer``."""
+        started = time.perf_counter()
+        question, query = self._question(messages)
+        traditional = is_traditional(question)
+        index = self.index
+        query_s = to_simplified(query)
+        vector = self.embedder.embed_query(query_s)
+        hits = self.search(query, self.settings.context_chunks, query_vector=vector)
+        evidence = self._judge(index).assess(hits, query_s)
+        timings = {"retrieve": time.perf_counter() - started}
+        if evidence.coverage < self.settings.min_coverage or evidence.best_dense < self.settings.min_dense_score:
+            yield self._refusal(traditional, f"weak evidence: coverage {evidence.coverage:.2f} (missing "
+                                f"{'、'.join(evidence.missing)}), dense {evidence.best_dense:.2f}", timings, started)
+            return
+        ranked = prompting.rank_sentences(prompting.candidate_sentences(index, hits), query_s, vector, self.embedder)
+        chosen = prompting.select(ranked, self.settings.context_max_chars)
+        titles = {d: index.documents[d].title for d in {s.doc_id for s in chosen}}
+        chat = prompting.render(self.templates, chosen, question if query == question else query, titles)
+        completion = yield from self._generate(chat, max_tokens, temperature, traditional, timings, started)
+        yield self._finish(completion, chosen, question, traditional, timings, started, index)
+
+    def _generate(self, chat: list[dict[str, str]], max_tokens: int | None, temperature: float | None,
+                  traditional: bool, timings: dict[str, float], started: float) -> Iterator[str]:
+        convert = to_traditional if traditional else to_simplified
+        completion: Completion | None = None
+        with self.generation_lock:
+            for item in self.generator.stream(chat, max_tokens or self.settings.max_tokens,
+                                              self.settings.temperature if temperature is None else temperature):
+                if isinstance(item, Completion):
+                    completion = item
+                else:
+                    timings.setdefault("first_token", time.perf_counter() - started)
+                    yield convert(item)
+        assert completion is not None
+        return completion  # type: ignore[return-value]
+
+    def _finish(self, completion: Completion, chosen: list, question: str, traditional: bool,
+                timings: dict[str, float], started: float, index: Index) -> Answer:
+        text = completion.text.strip()
+        reason = ""
+        if not text or citing.says_not_found(text):
+            reason = "the model found no answer in the passages"
+        elif invented := citing.unsupported_numbers(text, chosen, to_simplified(question)):
+            reason = f"numbers not in the evidence: {sorted(invented)}"
+        citations = [] if reason else citing.cite(text, chosen, index.sources)
+        if not reason and not citations:
+            reason = "no retrieved sentence supports the answer"
+        if reason:
+            refusal = self._refusal(traditional, reason, timings, started)
+            return Answer(refusal.text, (), True, completion.prompt_tokens, completion.completion_tokens, reason,
+                          refusal.timings)
+        final = to_traditional(text) if traditional else to_simplified(text)
+        timings["total"] = time.perf_counter() - started
+        return Answer(final, tuple(citations), False, completion.prompt_tokens, completion.completion_tokens, "",
+                      timings)
+
+    def _refusal(self, traditional: bool, reason: str, timings: dict[str, float], started: float) -> Answer:
+        log.info("refused: %s", reason)
+        timings["total"] = time.perf_counter() - started
+        text = self.templates.refusal
+        return Answer(to_traditional(text) if traditional else text, (), True, 0, 0, reason, timings)
+
+    def _question(self, messages: Sequence[dict[str, str]]) -> tuple[str, str]:
+        """The question, and the retrieval query (with the earlier question for a follow-up)."""
+        validate_messages(messages, self.settings.max_question_chars)
+        users = [m["content"].strip() for m in messages if m["role"] == "user"]
+        question = users[-1]
+        if len(users) > 1 and (_FOLLOW_UP.search(question) or len(question) <= 8):
+            return question, f"{users[-2]} {question}"
+        return question, question
+
+    def _judge(self, index: Index) -> EvidenceJudge:
+        if self._judge_cache is None or self._judge_cache[0] is not index:
+            self._judge_cache = (index, EvidenceJudge(index))
+        return self._judge_cache[1]
+
+
+def validate_messages(messages: Sequence[dict[str, str]], max_chars: int) -> None:
+    """Reject what cannot be answered, naming the problem."""
+    if not messages:
+        raise InvalidRequest("messages must contain at least one message")
+    for i, m in enumerate(messages):
+        if m.get("role") not in ROLES:
+            raise InvalidRequest(f"messages[{i}].role must be one of {sorted(ROLES)}; got {m.get('role')!r}")
+        if not isinstance(m.get("content"), str):
+            raise InvalidRequest(f"messages[{i}].content must be a string")
+        if len(m["content"]) > max_chars:
+            raise InvalidRequest(f"messages[{i}].content has {len(m['content'])} characters; the limit is {max_chars}")
+    if messages[-1]["role"] != "user" or not messages[-1]["content"].strip():
+        raise InvalidRequest("the last message must be a non-empty user message")
+
+
+def sanitize_name(name: str) -> str:
+    """A safe file name for an upload: no folders, no traversal, a known extension."""
+    base = Path(name.replace("\\", "/")).name.strip()
+    base = re.sub(r"[^\w.\-\u3400-\u9fff]+", "_", base).lstrip(".")
+    if not base or Path(base).suffix.lower() not in EXTENSIONS:
+        raise InvalidRequest(f"file name {name!r} is not accepted: use a .txt or .md file")
+    return base
+
+
+def build_service(settings: Settings) -> RagService:
+    """Load the models and the index named by ``settings``."""
+    embedder = build_embedder(settings)
+    generator = build_generator(settings)
+    try:
+        index: Index | None = Index.load(settings.index_path)
+    except NotReady:
+        index = None
+    return RagService(settings, embedder, generator, index)
