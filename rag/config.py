@@ -56,6 +56,7 @@ class Settings(BaseSettings):
                                 "for the prompt.")
     context_max_chars: int = Field(240, ge=40, le=4000, description="Budget of passage characters sent "
                                    "to the model (prompt size is the main cost).")
+    context_sentences: int = Field(4, ge=1, le=50, description="Most sentences sent to the model.")
     min_coverage: float = Field(0.5, ge=0, le=1, description="Refuse when less of the question's content "
                                 "is found in the evidence than this.")
     min_dense_score: float = Field(0.80, ge=-1, le=1, description="Refuse when the best passage is less "

@@ -92,7 +92,7 @@ class FakeGenerator:
         self.refusal = refusal
 
     def _answer(self, messages: Sequence[Message]) -> str:
-        match = re.search(r"\[1\][^\n]*?[:：]\s*([^\n，,。]+)", messages[-1]["content"])
+        match = re.search(r"\[1\]\s*([^\n，,。]+)", messages[-1]["content"])
         return match.group(1) + "。" if match else self.refusal
 
     def generate(self, messages: Sequence[Message], max_tokens: int, temperature: float) -> Completion:

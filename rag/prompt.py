@@ -19,6 +19,7 @@ from rag.store import Index, lexical_tokens
 from rag.types import Hit, Sentence
 
 _MAX_SENTENCE = 150
+_TITLE_CHARS = 20
 # Words that ask rather than inform: they say nothing about where the answer is.
 _QUESTION_WORDS = re.compile(
     r"什么|多少|哪些|哪个|哪里|哪儿|哪|几个|几所|几名|几项|几|是否|如何|怎样|怎么|为什么|谁|请问|分别|一共|共有|是|吗|呢|的|了|？|\?")
@@ -87,11 +88,14 @@ def rank_sentences(sentences: Sequence[Sentence], question_simplified: str, quer
     return sorted(scored, key=lambda s: -s.score)
 
 
-def select(ranked: Sequence[Sentence], budget_chars: int) -> list[Sentence]:
-    """The best sentences that fit in the character budget (at least one)."""
+def select(ranked: Sequence[Sentence], budget_chars: int, max_sentences: int = 4,
+           min_relative: float = 0.6) -> list[Sentence]:
+    """The best sentences that fit in the character budget (at least one), skipping weak ones."""
     chosen: list[Sentence] = []
     used = 0
     for s in ranked:
+        if len(chosen) >= max_sentences or (chosen and s.score < min_relative * chosen[0].score):
+            break
         if chosen and used + len(s.text) > budget_chars:
             continue
         chosen.append(s)
@@ -101,12 +105,11 @@ def select(ranked: Sequence[Sentence], budget_chars: int) -> list[Sentence]:
 
 def render(templates: Templates, sentences: Sequence[Sentence], question: str,
            titles: dict[str, str]) -> list[dict[str, str]]:
-    """Chat messages: the fixed system prompt, then numbered passages and the question."""
-    passages = "\n".join(f"[{i}] {_source(titles.get(s.doc_id, ''))}{s.text}" for i, s in enumerate(sentences, 1))
-    user = templates.user.format(passages=passages, question=question)
+    """Chat messages: the fixed system prompt, then numbered passages grouped by source, and the question."""
+    lines: list[str] = []
+    for doc_id in dict.fromkeys(s.doc_id for s in sentences):
+        if titles.get(doc_id):
+            lines.append(f"《{titles[doc_id][:_TITLE_CHARS]}》")
+        lines.extend(f"[{i}] {s.text}" for i, s in enumerate(sentences, 1) if s.doc_id == doc_id)
+    user = templates.user.format(passages="\n".join(lines), question=question)
     return [{"role": "system", "content": templates.system}, {"role": "user", "content": user}]
-
-
-def _source(title: str) -> str:
-    """A short source tag so the model knows which report a sentence comes from."""
-    return f"（{title[:16]}）：" if title else "："

@@ -13,6 +13,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +30,25 @@ from rag.load import EXTENSIONS, decode
 from rag.normalize import is_traditional, to_simplified, to_traditional
 from rag.retrieve import RetrievalConfig, search
 from rag.store import DocRecord, Index
-from rag.types import Answer, Document, Hit
+from rag.types import Answer, Document, Hit, Sentence
 
 log = logging.getLogger(__name__)
 
 ROLES = frozenset({"system", "user", "assistant"})
 _FOLLOW_UP = re.compile(r"^(那|那么|还有|另外|此外|它|其)|呢[？?]?$")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What ``prepare`` decided: a refusal reason, or the sentences and chat messages for the model."""
+
+    question: str
+    traditional: bool
+    index: Index
+    hits: list[Hit]
+    chosen: list[Sentence]
+    chat: list[dict[str, str]]
+    refusal: str
 
 
 class RagService:
@@ -125,6 +139,17 @@ class RagService:
                temperature: float | None = None) -> Iterator[str | Answer]:
         """Text deltas as the model writes them; the last item is the whole ``Answer``."""
         started = time.perf_counter()
+        plan = self.prepare(messages)
+        timings = {"retrieve": time.perf_counter() - started}
+        if plan.refusal:
+            yield self._refusal(plan.traditional, plan.refusal, timings, started)
+            return
+        completion = yield from self._generate(plan.chat, max_tokens, temperature, plan.traditional, timings,
+                                               started)
+        yield self._finish(completion, plan, timings, started)
+
+    def prepare(self, messages: Sequence[dict[str, str]]) -> Plan:
+        """Everything before generation: retrieval, the evidence verdict, the chosen sentences, the prompt."""
         question, query = self._question(messages)
         traditional = is_traditional(question)
         index = self.index
@@ -132,17 +157,15 @@ class RagService:
         vector = self.embedder.embed_query(query_s)
         hits = self.search(query, self.settings.context_chunks, query_vector=vector)
         evidence = self._judge(index).assess(hits, query_s)
-        timings = {"retrieve": time.perf_counter() - started}
         if evidence.coverage < self.settings.min_coverage or evidence.best_dense < self.settings.min_dense_score:
-            yield self._refusal(traditional, f"weak evidence: coverage {evidence.coverage:.2f} (missing "
-                                f"{'、'.join(evidence.missing)}), dense {evidence.best_dense:.2f}", timings, started)
-            return
+            reason = (f"weak evidence: coverage {evidence.coverage:.2f} (missing {'、'.join(evidence.missing)}), "
+                      f"dense {evidence.best_dense:.2f}")
+            return Plan(question, traditional, index, hits, [], [], reason)
         ranked = prompting.rank_sentences(prompting.candidate_sentences(index, hits), query_s, vector, self.embedder)
-        chosen = prompting.select(ranked, self.settings.context_max_chars)
+        chosen = prompting.select(ranked, self.settings.context_max_chars, self.settings.context_sentences)
         titles = {d: index.documents[d].title for d in {s.doc_id for s in chosen}}
         chat = prompting.render(self.templates, chosen, question if query == question else query, titles)
-        completion = yield from self._generate(chat, max_tokens, temperature, traditional, timings, started)
-        yield self._finish(completion, chosen, question, traditional, timings, started, index)
+        return Plan(question, traditional, index, hits, chosen, chat, "")
 
     def _generate(self, chat: list[dict[str, str]], max_tokens: int | None, temperature: float | None,
                   traditional: bool, timings: dict[str, float], started: float) -> Iterator[str]:
@@ -159,15 +182,15 @@ class RagService:
         assert completion is not None
         return completion  # type: ignore[return-value]
 
-    def _finish(self, completion: Completion, chosen: list, question: str, traditional: bool,
-                timings: dict[str, float], started: float, index: Index) -> Answer:
+    def _finish(self, completion: Completion, plan: Plan, timings: dict[str, float], started: float) -> Answer:
+        chosen, question, traditional = plan.chosen, plan.question, plan.traditional
         text = completion.text.strip()
         reason = ""
         if not text or citing.says_not_found(text):
             reason = "the model found no answer in the passages"
         elif invented := citing.unsupported_numbers(text, chosen, to_simplified(question)):
             reason = f"numbers not in the evidence: {sorted(invented)}"
-        citations = [] if reason else citing.cite(text, chosen, index.sources)
+        citations = [] if reason else citing.cite(text, chosen, plan.index.sources)
         if not reason and not citations:
             reason = "no retrieved sentence supports the answer"
         if reason:
