@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, File, Request, UploadFile
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from rag.errors import Busy, InvalidRequest, PayloadTooLarge, Unauthorized
@@ -177,11 +178,13 @@ async def chat(body: ChatRequest, request: Request, service: Service) -> Any:
     except BaseException:
         gate.leave()
         raise
-    items = itertools.chain([first], stream)
     if body.stream:
-        return StreamingResponse(_stream_events(items, service.generator.name, gate), media_type="text/event-stream")
+        session = StreamSession(itertools.chain([first], stream), stream, service.generator.name, gate)
+        return StreamingResponse(session.events, media_type="text/event-stream",
+                                 background=BackgroundTask(session.close))
     try:
-        answer = await run_in_threadpool(lambda: [i for i in items if isinstance(i, Answer)][-1])
+        answer = await run_in_threadpool(lambda: [i for i in stream if isinstance(i, Answer)][-1]
+                                         if not isinstance(first, Answer) else first)
     finally:
         gate.leave()
     return {**_envelope("chat.completion", service.generator.name),
@@ -190,27 +193,55 @@ async def chat(body: ChatRequest, request: Request, service: Service) -> Any:
             "usage": _usage(answer), "citations": _citations(answer), "refused": answer.refused}
 
 
-def _stream_events(items: Iterator[str | Answer], model: str, gate: Gate) -> Iterator[str]:
-    head = _envelope("chat.completion.chunk", model)
-    choice = lambda delta, finish=None: {**head, "choices": [{"index": 0, "delta": delta,  # noqa: E731
-                                                              "finish_reason": finish}]}
-    streamed = False
-    try:
-        yield _sse(choice({"role": "assistant", "content": ""}))
-        for item in items:
-            if isinstance(item, Answer):
-                if item.refused and streamed:  # the evidence check overruled what was already sent
-                    yield _sse(choice({"content": "\n\n" + item.text}))
-                elif not streamed:
-                    yield _sse(choice({"content": item.text}))
-                final = choice({}, "stop")
-                yield _sse({**final, "citations": _citations(item), "refused": item.refused, "usage": _usage(item)})
-            else:
-                streamed = True
-                yield _sse(choice({"content": item}))
-        yield "data: [DONE]\n\n"
-    finally:
-        gate.leave()
+class StreamSession:
+    """One streamed answer. ``close`` runs after the response, also when the client hangs up mid-stream:
+    it stops the generation and frees the slot at once, without waiting for garbage collection."""
+
+    def __init__(self, items: Iterator[str | Answer], source: Iterator[str | Answer], model: str,
+                 gate: Gate) -> None:
+        self._items, self._source, self._model, self._gate = items, source, model, gate
+        self._released = False
+        self._lock = threading.Lock()
+        self.events = self._events()
+
+    def _release(self) -> None:
+        with self._lock:
+            if not self._released:
+                self._released = True
+                self._gate.leave()
+
+    def close(self) -> None:
+        for gen in (self.events, self._source):
+            while True:
+                try:
+                    gen.close()  # type: ignore[attr-defined]
+                    break
+                except ValueError:  # still running in a worker thread: it yields soon
+                    time.sleep(0.02)
+        self._release()
+
+    def _events(self) -> Iterator[str]:
+        head = _envelope("chat.completion.chunk", self._model)
+        choice = lambda delta, finish=None: {**head, "choices": [{"index": 0, "delta": delta,  # noqa: E731
+                                                                  "finish_reason": finish}]}
+        streamed = False
+        try:
+            yield _sse(choice({"role": "assistant", "content": ""}))
+            for item in self._items:
+                if isinstance(item, Answer):
+                    if item.refused and streamed:  # the evidence check overruled what was already sent
+                        yield _sse(choice({"content": "\n\n" + item.text}))
+                    elif not streamed:
+                        yield _sse(choice({"content": item.text}))
+                    final = choice({}, "stop")
+                    yield _sse({**final, "citations": _citations(item), "refused": item.refused,
+                                "usage": _usage(item)})
+                else:
+                    streamed = True
+                    yield _sse(choice({"content": item}))
+            yield "data: [DONE]\n\n"
+        finally:
+            self._release()
 
 
 @v1.get("/documents", response_model=DocumentList)

@@ -58,7 +58,7 @@ def _warm_up(service: RagService) -> None:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RagError)
     async def rag_error(_: Request, exc: RagError) -> JSONResponse:
-        headers = {"Retry-After": "5"} if exc.status_code == 503 else None
+        headers = {503: {"Retry-After": "5"}, 401: {"WWW-Authenticate": "Bearer"}}.get(exc.status_code)
         return error_response(exc.status_code, exc.type, str(exc), headers)
 
     @app.exception_handler(RequestValidationError)
@@ -71,7 +71,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
         kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
-        return error_response(exc.status_code, kind, str(exc.detail))
+        return error_response(exc.status_code, kind, str(exc.detail), dict(exc.headers or {}))
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -176,8 +176,8 @@ def _merge_target(out: list[_Piece], i: int, limit: int) -> int | None:
 
 
 def _same_parent(a: _Piece, b: _Piece) -> bool:
-    parent = min(a, b, key=lambda p: len(p.path)).path[:-1]
-    return a.path[:len(parent)] == parent and b.path[:len(parent)] == parent
+    """Siblings, or a section and its own subsection."""
+    return a.path[:-1] == b.path[:-1] or a.path == b.path[:-1] or b.path == a.path[:-1]
 
 
 def _join(a: _Piece, b: _Piece) -> _Piece:

@@ -37,6 +37,7 @@ _HAS_CONTENT = re.compile(r"[\u3400-\u9fffA-Za-z0-9]")
 _NUMBER = re.compile(r"^\d+(\.\d+)?$")
 # "哪三种", "几个", "两所", "第几名": counters that ask how many, not what.
 _COUNTER = re.compile(r"^(?:哪|几|第几|多少)|^[一二三四五六七八九十两]+[个种所项家名位条类大点]$")
+_FUNCTION_CHARS = "是的了在和与及对把被从向"
 _YEAR = re.compile(r"^(?:19|20)\d\d$")
 # Missing a place or a year the question names means the document is about something else.
 MUST_PENALTY = 0.5
@@ -56,7 +57,7 @@ def content_words(question_simplified: str) -> list[tuple[str, bool]]:
     """Content words of a question, each with whether it is a must (a place name or a year)."""
     words: dict[str, bool] = {}
     for w, flag in pseg.lcut(question_simplified):
-        w = w.strip()
+        w = w.strip().strip(_FUNCTION_CHARS)  # jieba sometimes glues 是/的 to a word: 是五育
         if w in STOPWORDS or _COUNTER.match(w) or not _HAS_CONTENT.search(w):
             continue
         if len(w) >= 2 or _NUMBER.match(w):
@@ -88,8 +89,8 @@ class EvidenceJudge:
             return Evidence(0.0, -1.0)
         words = content_words(question_simplified)
         best_dense = max(h.dense for h in hits)
-        if not words:
-            return Evidence(1.0, best_dense, hits[0].chunk.doc_id)
+        if not words:  # "是什么？": nothing to look for, so nothing can be found
+            return Evidence(0.0, best_dense)
         weights = {w: self.weight(w) for w, _ in words}
         must = {w for w, m in words if m}
         total = sum(weights.values())

@@ -28,11 +28,11 @@ class Skipped:
 
 def decode(data: bytes, name: str) -> str:
     """Decode bytes as UTF-8 (BOM optional) or GB18030; raise ``DocumentError`` naming the file."""
-    if not data.strip():
-        raise DocumentError(f"{name}: the file is empty")
     if b"\x00" in data:
         raise DocumentError(f"{name}: looks like a binary file (contains NUL bytes)")
     text = _try_decodings(data, name)
+    if not text.strip():
+        raise DocumentError(f"{name}: the file is empty")
     controls = sum(1 for c in text if ord(c) < 32 and c not in "\n\r\t\f")
     if controls > _MAX_CONTROL_SHARE * len(text):
         raise DocumentError(f"{name}: looks like a binary file ({controls} control characters)")

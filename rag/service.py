@@ -12,7 +12,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +49,30 @@ class Plan:
     chosen: list[Sentence]
     chat: list[dict[str, str]]
     refusal: str
+
+
+class ScriptWriter:
+    """Converts streamed text to the question's script. Converting piece by piece would split phrases
+    (布局 → 佈局), so it converts the whole text so far and holds back the last few characters."""
+
+    HOLD = 3
+
+    def __init__(self, convert: Callable[[str], str]) -> None:
+        self._convert = convert
+        self._raw = ""
+        self._sent = 0
+
+    def feed(self, delta: str) -> str:
+        self._raw += delta
+        out = self._convert(self._raw.lstrip())
+        stable = max(len(out) - self.HOLD, self._sent)
+        piece, self._sent = out[self._sent:stable], stable
+        return piece
+
+    def flush(self) -> str:
+        out = self._convert(self._raw.strip())
+        piece, self._sent = out[self._sent:], len(out)
+        return piece
 
 
 class RagService:
@@ -169,16 +193,19 @@ class RagService:
 
     def _generate(self, chat: list[dict[str, str]], max_tokens: int | None, temperature: float | None,
                   traditional: bool, timings: dict[str, float], started: float) -> Iterator[str]:
-        convert = to_traditional if traditional else to_simplified
+        writer = ScriptWriter(to_traditional if traditional else to_simplified)
         completion: Completion | None = None
         with self.generation_lock:
             for item in self.generator.stream(chat, max_tokens or self.settings.max_tokens,
                                               self.settings.temperature if temperature is None else temperature):
                 if isinstance(item, Completion):
                     completion = item
-                else:
+                elif piece := writer.feed(item):
                     timings.setdefault("first_token", time.perf_counter() - started)
-                    yield convert(item)
+                    yield piece
+        if piece := writer.flush():
+            timings.setdefault("first_token", time.perf_counter() - started)
+            yield piece
         assert completion is not None
         return completion  # type: ignore[return-value]
 
