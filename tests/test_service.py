@@ -1,0 +1,350 @@
+"""Tests for ``rag.service``: ``RagService`` with the fake embedder and generator, ``validate_messages``
+and ``sanitize_name``."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from rag.config import Settings
+from rag.embed import FakeEmbedder
+from rag.errors import DocumentError, IndexMismatch, InvalidRequest, NotFound, NotReady
+from rag.generate import Completion, FakeGenerator
+from rag.ingest import ingest_paths
+from rag.load import read_document
+from rag.normalize import clean, to_simplified, to_traditional
+from rag.service import RagService, sanitize_name, validate_messages
+from rag.store import Index
+from rag.types import Answer, Citation
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_CORPUS = REPO / "corpus"
+DOC0 = "000_ae0e48cc884afd96.txt"
+REFUSAL = (REPO / "prompts" / "refusal.txt").read_text("utf-8").strip()
+
+RANK_QUESTION = "阳山县在清远市排名第几？"
+FOLLOW_UP = "那在北部生态发展区呢？"
+
+
+# --- fixtures and fakes -------------------------------------------------------------------------------
+class RecordingGenerator(FakeGenerator):
+    """The fake generator, remembering the chat messages of every call to ``stream``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[list[dict[str, str]]] = []
+
+    def stream(self, messages: Sequence[dict[str, str]], max_tokens: int,
+               temperature: float) -> Iterator[str | Completion]:
+        self.calls.append([dict(m) for m in messages])
+        yield from super().stream(messages, max_tokens, temperature)
+
+
+class FixedGenerator(FakeGenerator):
+    """Always says ``text``, whatever the passages."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def generate(self, messages: Sequence[dict[str, str]], max_tokens: int, temperature: float) -> Completion:
+        return Completion(self.text, 10, len(self.text))
+
+
+def make_settings(root: Path, **overrides: object) -> Settings:
+    corpus = root / "corpus"
+    if not corpus.exists():
+        shutil.copytree(SAMPLE_CORPUS, corpus)
+        for f in corpus.iterdir():
+            f.chmod(0o644)
+    return Settings(embed_backend="fake", llm_backend="fake", index_dir=root / "index", corpus_dir=corpus,
+                    models_dir=root / "models", min_dense_score=0.0, **overrides)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def sample_index(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Index]:
+    settings = make_settings(tmp_path_factory.mktemp("svc"))
+    index, _ = ingest_paths([settings.corpus_dir], settings, FakeEmbedder(), None)
+    index.save(settings.index_path)
+    return settings, index
+
+
+@pytest.fixture
+def generator() -> RecordingGenerator:
+    return RecordingGenerator()
+
+
+@pytest.fixture
+def service(sample_index: tuple[Settings, Index], generator: RecordingGenerator) -> RagService:
+    settings, _ = sample_index
+    return RagService(settings, FakeEmbedder(), generator, Index.load(settings.index_path))
+
+
+def user(text: str) -> dict[str, str]:
+    return {"role": "user", "content": text}
+
+
+def assert_verified(citation: Citation, corpus: Path) -> None:
+    """The cited span, re-read from the file on disk, cleans to exactly the cited text."""
+    source = read_document(corpus / citation.doc_id, citation.doc_id).text
+    assert 0 <= citation.start < citation.end <= len(source)
+    assert clean(source[citation.start:citation.end]) == citation.text
+
+
+def span_of(corpus: Path, doc_id: str, opening: str) -> tuple[int, int]:
+    """Original span of the sentence that starts with ``opening`` and ends at the next full stop."""
+    source = read_document(corpus / doc_id, doc_id).text
+    start = source.index(opening)
+    return start, source.index("。", start) + 1
+
+
+# --- answer -------------------------------------------------------------------------------------------
+def test_answer_returns_an_answer_with_verified_citations(service: RagService, generator: RecordingGenerator,
+                                                          sample_index: tuple[Settings, Index]) -> None:
+    settings, _ = sample_index
+    answer = service.answer([user(RANK_QUESTION)])
+
+    assert isinstance(answer, Answer)
+    assert answer.refused is False
+    assert answer.reason == ""
+    assert answer.text.endswith("。") and len(answer.text) > 1
+    assert answer.citations and all(isinstance(c, Citation) for c in answer.citations)
+    for c in answer.citations:
+        assert_verified(c, settings.corpus_dir)
+    # The ranking sentence of doc 000 is the evidence, cited with its exact original span.
+    ranking = span_of(settings.corpus_dir, DOC0, "2022年,省人民政府教育督導")
+    assert (answer.citations[0].doc_id, answer.citations[0].start, answer.citations[0].end) == (DOC0, *ranking)
+    assert "排名第三" in answer.citations[0].text
+    # The fake copies a clause of passage [1]; the cited sentence holds it.
+    assert answer.text[:-1] in answer.citations[0].text
+    # Token counts are the generator's (the fake counts characters).
+    assert len(generator.calls) == 1
+    assert answer.prompt_tokens == sum(len(m["content"]) for m in generator.calls[0])
+    assert answer.completion_tokens == len(answer.text)
+    assert {"retrieve", "first_token", "total"} <= set(answer.timings)
+
+
+def test_prompt_holds_the_question_and_numbered_passages(service: RagService, generator: RecordingGenerator) -> None:
+    service.answer([user(RANK_QUESTION)])
+    (chat,) = generator.calls
+    assert [m["role"] for m in chat] == ["system", "user"]
+    assert chat[0]["content"] == service.templates.system
+    assert "[1] " in chat[1]["content"]
+    assert chat[1]["content"].rstrip().endswith(f"问题：{RANK_QUESTION}")
+
+
+@pytest.mark.parametrize("question", [
+    RANK_QUESTION,
+    # Answered from the Simplified doc 003 and converted to Traditional. BUG (rag/service.py ``_generate``):
+    # each delta is converted on its own, "布局" split across deltas stays "布局" while the whole answer
+    # converts to "佈局".
+    "如何推進中小學幼兒園資源佈局持續優化？",
+], ids=["simplified", "traditional-from-simplified-doc"])
+def test_stream_yields_deltas_then_the_answer(service: RagService, question: str) -> None:
+    items = list(service.stream([user(question)]))
+    *deltas, final = items
+    assert isinstance(final, Answer)
+    assert deltas and all(isinstance(d, str) for d in deltas)
+    assert "".join(deltas) == final.text
+
+
+def test_unanswerable_question_is_refused_before_generation(service: RagService,
+                                                            generator: RecordingGenerator) -> None:
+    answer = service.answer([user("火星基地的预算是多少？")])
+    assert answer.refused is True
+    assert answer.citations == ()
+    assert answer.text == REFUSAL
+    assert answer.reason.startswith("weak evidence")
+    assert "火星" in answer.reason
+    assert generator.calls == []
+
+
+def test_traditional_question_gets_traditional_refusal(service: RagService) -> None:
+    answer = service.answer([user("火星基地的預算是多少？")])
+    assert answer.refused is True
+    assert answer.text == to_traditional(REFUSAL)
+    assert answer.text != REFUSAL
+    assert to_simplified(answer.text) == REFUSAL
+
+
+def test_traditional_question_gets_traditional_answer(service: RagService) -> None:
+    answer = service.answer([user("山丹縣堅持和加強黨對教育工作的全面領導嗎？")])
+    assert answer.refused is False
+    assert to_simplified(answer.text) != answer.text
+    simplified = service.answer([user("山丹县坚持和加强党对教育工作的全面领导吗？")])
+    assert simplified.refused is False
+    assert to_simplified(simplified.text) == simplified.text
+    assert simplified.text == to_simplified(answer.text)
+
+
+# --- follow-up turns ----------------------------------------------------------------------------------
+def test_follow_up_uses_the_earlier_question_for_retrieval(service: RagService, generator: RecordingGenerator,
+                                                           sample_index: tuple[Settings, Index]) -> None:
+    settings, _ = sample_index
+    first = service.answer([user(RANK_QUESTION)])
+    history = [user(RANK_QUESTION), {"role": "assistant", "content": first.text}, user(FOLLOW_UP)]
+
+    answer = service.answer(history)
+
+    assert answer.refused is False
+    assert answer.citations
+    assert {c.doc_id for c in answer.citations} == {DOC0}
+    for c in answer.citations:
+        assert_verified(c, settings.corpus_dir)
+    assert any("北部生態發展區" in c.text for c in answer.citations)
+    # The model is asked the combined question, so it knows what "那" refers to.
+    assert generator.calls[-1][1]["content"].rstrip().endswith(f"问题：{RANK_QUESTION} {FOLLOW_UP}")
+
+
+def test_follow_up_alone_does_not_reach_the_same_evidence(service: RagService) -> None:
+    """The contrast that makes the follow-up test meaningful: without history doc 000 is not the evidence."""
+    alone = service.answer([user(FOLLOW_UP)])
+    assert {c.doc_id for c in alone.citations} != {DOC0}
+
+
+def test_a_new_standalone_question_is_not_merged_with_history(service: RagService,
+                                                              generator: RecordingGenerator) -> None:
+    second = "东莞召开建设省基础教育高质量发展示范区动员部署会是在哪一天？"
+    service.answer([user(RANK_QUESTION), {"role": "assistant", "content": "第三。"}, user(second)])
+    assert generator.calls[-1][1]["content"].rstrip().endswith(f"问题：{second}")
+
+
+# --- refusal after generation -------------------------------------------------------------------------
+@pytest.mark.parametrize(("said", "reason"), [
+    ("资料中没有找到答案。", "the model found no answer in the passages"),
+    ("阳山县共有学校9999所。", "numbers not in the evidence: ['9999']"),
+    ("天空是蓝色的。", "no retrieved sentence supports the answer"),
+    ("", "the model found no answer in the passages"),
+])
+def test_unsupported_generation_is_refused(sample_index: tuple[Settings, Index], said: str, reason: str) -> None:
+    settings, index = sample_index
+    service = RagService(settings, FakeEmbedder(), FixedGenerator(said), index)
+    answer = service.answer([user(RANK_QUESTION)])
+    assert answer.refused is True
+    assert answer.reason == reason
+    assert answer.citations == ()
+    assert answer.text == REFUSAL
+
+
+# --- service state and errors -------------------------------------------------------------------------
+def test_service_without_index_is_not_ready(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    service = RagService(settings, FakeEmbedder(), FakeGenerator(), None)
+    assert service.ready is False
+    assert service.documents() == []
+    with pytest.raises(NotReady):
+        service.answer([user(RANK_QUESTION)])
+    with pytest.raises(NotReady):
+        service.search("阳山")
+
+
+def test_index_built_with_another_embedder_is_refused(sample_index: tuple[Settings, Index]) -> None:
+    settings, index = sample_index
+    with pytest.raises(IndexMismatch, match="fake-64"):
+        RagService(settings, FakeEmbedder(32), FakeGenerator(), index)
+
+
+def test_search_rejects_an_overlong_query(service: RagService) -> None:
+    limit = service.settings.max_question_chars
+    with pytest.raises(InvalidRequest, match=f"{limit + 1} characters; the limit is {limit}"):
+        service.search("阳" * (limit + 1))
+
+
+def test_answer_validates_messages_first(service: RagService, generator: RecordingGenerator) -> None:
+    with pytest.raises(InvalidRequest, match="wizard"):
+        service.answer([{"role": "wizard", "content": "你好"}])
+    assert generator.calls == []
+
+
+def test_add_and_delete_document_live(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    index, _ = ingest_paths([settings.corpus_dir], settings, FakeEmbedder(), None)
+    index.save(settings.index_path)
+    service = RagService(settings, FakeEmbedder(), FakeGenerator(), index)
+    text = "山海县教育报告\n山海县共有学校四十二所，教师一千名。\n"
+    data = text.encode("gbk")
+
+    record = service.add_document("../山海.txt", data)
+
+    assert record.doc_id == "山海.txt"
+    assert record.characters == len(text)
+    assert (settings.corpus_dir / "山海.txt").read_bytes() == data
+    assert not (tmp_path / "山海.txt").exists()
+    assert service.search("山海县共有学校", 1)[0].chunk.doc_id == "山海.txt"
+    assert "山海.txt" in Index.load(settings.index_path).documents
+
+    service.delete_document("山海.txt")
+
+    assert "山海.txt" not in {d.doc_id for d in service.documents()}
+    assert not (settings.corpus_dir / "山海.txt").exists()
+    assert "山海.txt" not in Index.load(settings.index_path).documents
+    with pytest.raises(NotFound, match="山海.txt"):
+        service.delete_document("山海.txt")
+
+
+def test_add_document_rejects_undecodable_bytes_and_keeps_the_index(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    index, _ = ingest_paths([settings.corpus_dir], settings, FakeEmbedder(), None)
+    index.save(settings.index_path)
+    service = RagService(settings, FakeEmbedder(), FakeGenerator(), index)
+    with pytest.raises(DocumentError, match="bad.txt"):
+        service.add_document("bad.txt", b"\xff\xff\xfe\xfa not text")
+    assert service.index is index
+    assert not (settings.corpus_dir / "bad.txt").exists()
+    assert set(Index.load(settings.index_path).documents) == set(index.documents)
+
+
+# --- validate_messages --------------------------------------------------------------------------------
+@pytest.mark.parametrize(("messages", "expected"), [
+    ([], "messages must contain at least one message"),
+    ([{"role": "wizard", "content": "你好"}], "messages[0].role must be one of ['assistant', 'system', 'user']; "
+                                              "got 'wizard'"),
+    ([{"content": "你好"}], "messages[0].role must be one of ['assistant', 'system', 'user']; got None"),
+    ([user("你好"), {"role": "user", "content": 3}], "messages[1].content must be a string"),
+    ([user("长" * 21)], "messages[0].content has 21 characters; the limit is 20"),
+    ([user("你好"), {"role": "assistant", "content": "好"}], "the last message must be a non-empty user message"),
+    ([{"role": "system", "content": "你好"}], "the last message must be a non-empty user message"),
+    ([user("")], "the last message must be a non-empty user message"),
+    ([user(" \n\t　")], "the last message must be a non-empty user message"),
+])
+def test_validate_messages_errors(messages: list[dict[str, object]], expected: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        validate_messages(messages, 20)  # type: ignore[arg-type]
+    assert str(caught.value) == expected
+
+
+@pytest.mark.parametrize("messages", [
+    [user("你好")],
+    [user("长" * 20)],
+    [{"role": "system", "content": "规则"}, user("问"), {"role": "assistant", "content": "答"}, user("再问")],
+])
+def test_validate_messages_accepts(messages: list[dict[str, str]]) -> None:
+    assert validate_messages(messages, 20) is None
+
+
+# --- sanitize_name ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("name", "expected"), [
+    ("report.txt", "report.txt"),
+    ("notes.md", "notes.md"),
+    ("REPORT.TXT", "REPORT.TXT"),
+    ("报告.txt", "报告.txt"),
+    ("../../etc/evil.txt", "evil.txt"),
+    ("..\\x.txt", "x.txt"),
+    ("C:\\Users\\me\\报告.md", "报告.md"),
+    ("/abs/path/a.txt", "a.txt"),
+    (".hidden.txt", "hidden.txt"),
+    ("my file (1).txt", "my_file_1_.txt"),
+    ("a;rm -rf.txt", "a_rm_-rf.txt"),
+])
+def test_sanitize_name(name: str, expected: str) -> None:
+    assert sanitize_name(name) == expected
+
+
+@pytest.mark.parametrize("name", ["x.pdf", "x.exe", "evil.txt.exe", "README", "", "..", "../", ".txt", "a/..",
+                                  "x.txt\x00.exe"])
+def test_sanitize_name_rejects(name: str) -> None:
+    with pytest.raises(InvalidRequest, match="use a .txt or .md file"):
+        sanitize_name(name)
