@@ -13,7 +13,7 @@ import logging
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import jieba
@@ -51,6 +51,11 @@ class Evidence:
     best_dense: float
     doc_id: str = ""
     missing: tuple[str, ...] = ()
+    by_doc: tuple[tuple[str, float], ...] = ()
+
+    def covering(self, threshold: float) -> set[str]:
+        """Documents that cover the question at least to ``threshold``."""
+        return {doc for doc, score in self.by_doc if score >= threshold}
 
 
 def content_words(question_simplified: str) -> list[tuple[str, bool]]:
@@ -95,10 +100,12 @@ class EvidenceJudge:
         must = {w for w, m in words if m}
         total = sum(weights.values())
         best = Evidence(-1.0, best_dense)
+        scores: list[tuple[str, float]] = []
         for doc_id in dict.fromkeys(h.chunk.doc_id for h in hits):
             text = simplified_clean_text(self._index.sources[doc_id])
             missing = tuple(w for w, _ in words if w not in text)
             score = 1.0 - sum(weights[w] for w in missing) / total - MUST_PENALTY * len(must.intersection(missing))
+            scores.append((doc_id, score))
             if score > best.coverage:
                 best = Evidence(score, best_dense, doc_id, missing)
-        return best
+        return replace(best, by_doc=tuple(scores))

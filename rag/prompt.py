@@ -14,7 +14,7 @@ import numpy as np
 
 from rag.chunk import hard_split, sentence_bounds
 from rag.embed import Embedder
-from rag.normalize import clean_with_offsets, simplified_aligned
+from rag.normalize import clean_with_offsets, simplified_aligned, to_simplified
 from rag.store import Index, lexical_tokens
 from rag.types import Hit, Sentence
 
@@ -60,7 +60,7 @@ def candidate_sentences(index: Index, hits: Sequence[Hit]) -> list[Sentence]:
                 if e > s:
                     out.append(Sentence(c.doc_id, offsets[s], offsets[e - 1] + 1, clean[s:e], simplified[s:e],
                                         c.section_path, 0.0))
-    return list({(s.doc_id, s.start): s for s in out}.values())
+    return list({(s.doc_id, s.text): s for s in out}.values())  # scraped pages repeat lines
 
 
 def _strip(text: str, s: int, e: int) -> tuple[int, int]:
@@ -77,14 +77,22 @@ def overlap(terms: Sequence[str], text_simplified: str) -> float:
 
 
 def rank_sentences(sentences: Sequence[Sentence], question_simplified: str, query_vector: np.ndarray,
-                   embedder: Embedder) -> list[Sentence]:
-    """Score sentences by meaning (dense) and shared terms (lexical); best first."""
+                   embedder: Embedder, titles: dict[str, str] | None = None) -> list[Sentence]:
+    """Score sentences by meaning (dense) and shared terms (lexical); best first.
+
+    Terms of the document's title do not count: a question names its source ("…讲话中，…") to pick the
+    document, and the title line itself answers nothing.
+    """
+    titles = {d: to_simplified(t) for d, t in (titles or {}).items()}
+    sentences = [s for s in sentences if s.simplified.replace(" ", "") not in titles.get(s.doc_id, "")]
     if not sentences:
         return []
     terms = content_terms(question_simplified)
     dense = embedder.embed_documents([s.simplified for s in sentences]) @ query_vector
-    scored = [replace(s, score=float(0.5 * d + 0.5 * overlap(terms, s.simplified)))
-              for s, d in zip(sentences, dense, strict=True)]
+    scored = []
+    for s, d in zip(sentences, dense, strict=True):
+        own = [t for t in terms if t not in titles.get(s.doc_id, "")] or terms
+        scored.append(replace(s, score=float(0.5 * d + 0.5 * overlap(own, s.simplified))))
     return sorted(scored, key=lambda s: -s.score)
 
 

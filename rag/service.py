@@ -185,9 +185,13 @@ class RagService:
             reason = (f"weak evidence: coverage {evidence.coverage:.2f} (missing {'、'.join(evidence.missing)}), "
                       f"dense {evidence.best_dense:.2f}")
             return Plan(question, traditional, index, hits, [], [], reason)
-        ranked = prompting.rank_sentences(prompting.candidate_sentences(index, hits), query_s, vector, self.embedder)
+        # Only documents that cover the question may supply evidence: a neighbour's figure is no answer.
+        covering = evidence.covering(self.settings.min_coverage)
+        hits = [h for h in hits if h.chunk.doc_id in covering]
+        titles = {d: index.documents[d].title for d in covering}
+        sentences = prompting.candidate_sentences(index, hits)
+        ranked = prompting.rank_sentences(sentences, query_s, vector, self.embedder, titles)
         chosen = prompting.select(ranked, self.settings.context_max_chars, self.settings.context_sentences)
-        titles = {d: index.documents[d].title for d in {s.doc_id for s in chosen}}
         chat = prompting.render(self.templates, chosen, question if query == question else query, titles)
         return Plan(question, traditional, index, hits, chosen, chat, "")
 
