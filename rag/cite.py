@@ -56,6 +56,21 @@ def unsupported_numbers(answer: str, evidence: Sequence[Sentence], question: str
     return {n for n in _NUMBER.findall(to_simplified(answer)) if n not in seen}
 
 
+def grounding(answer: str, question: str, evidence: Sequence[Sentence]) -> float:
+    """Share of the answer's own terms (those the question did not bring) found in the evidence.
+
+    A small model sometimes fills a gap with a plausible name or figure; those terms are nowhere in the
+    evidence, so a low share means the answer is not grounded.
+    """
+    asked = set(lexical_tokens(to_simplified(question)))
+    terms = [t for t in dict.fromkeys(lexical_tokens(to_simplified(answer))) if t not in asked]
+    if not terms:
+        return 1.0
+    text = "\n".join(s.simplified for s in evidence)
+    written = numbers(text)  # 第3 is grounded by 第三
+    return sum(t in text or t in written for t in terms) / len(terms)
+
+
 def support(answer_simplified: str, sentence: Sentence) -> float:
     """How much of the answer the sentence contains (shared terms, with numbers counting double)."""
     terms = list(dict.fromkeys(lexical_tokens(answer_simplified)))

@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     context_sentences: int = Field(4, ge=1, le=50, description="Most sentences sent to the model.")
     min_coverage: float = Field(0.5, ge=0, le=1, description="Refuse when less of the question's content "
                                 "is found in the evidence than this.")
+    min_grounding: float = Field(0.5, ge=0, le=1, description="Refuse an answer when less of its own terms "
+                                 "(those not in the question) are found in the evidence than this.")
     min_dense_score: float = Field(0.80, ge=-1, le=1, description="Refuse when the best passage is less "
                                    "similar to the question than this.")
     max_tokens: int = Field(80, ge=1, le=2048, description="Default answer length limit, in tokens.")

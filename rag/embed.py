@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -55,7 +57,7 @@ class SentenceTransformerEmbedder:
         self._prompts = set(self._model.prompts or {})
         self._batch_size = batch_size
         self.name = path.name
-        self.dim = int(self._model.get_sentence_embedding_dimension() or 0)
+        self.dim = int(self._model.get_embedding_dimension() or 0)
         log.info("loaded embedder %s (dim %d) in %.1fs", self.name, self.dim, time.perf_counter() - started)
 
     def _encode(self, texts: Sequence[str], prompt: str) -> np.ndarray:
@@ -91,6 +93,36 @@ class FakeEmbedder:
 
     def embed_query(self, text: str) -> np.ndarray:
         return self._vector(text)
+
+
+class CachedEmbedder:
+    """Remembers passage vectors by text: answers keep ranking the sentences of the same popular chunks."""
+
+    def __init__(self, inner: Embedder, size: int = 20_000) -> None:
+        self._inner = inner
+        self._size = size
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.name, self.dim = inner.name, inner.dim
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            fresh = self._inner.embed_documents(missing)
+            with self._lock:
+                for text, vector in zip(missing, fresh, strict=True):
+                    self._cache[text] = vector
+                while len(self._cache) > self._size:
+                    self._cache.popitem(last=False)
+        with self._lock:
+            vectors = [self._cache.get(t) for t in texts]
+        if any(v is None for v in vectors):  # evicted meanwhile by another thread: embed directly
+            return self._inner.embed_documents(texts)
+        return np.stack(vectors) if vectors else np.zeros((0, self.dim), np.float32)  # type: ignore[arg-type]
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._inner.embed_query(text)
 
 
 _BACKENDS: dict[str, Callable[[Settings], Embedder]] = {

@@ -21,7 +21,7 @@ import numpy as np
 from rag import cite as citing
 from rag import prompt as prompting
 from rag.config import Settings
-from rag.embed import Embedder, build_embedder
+from rag.embed import CachedEmbedder, Embedder, build_embedder
 from rag.errors import InvalidRequest, NotFound, NotReady, PayloadTooLarge
 from rag.evidence import EvidenceJudge
 from rag.generate import Completion, Generator, build_generator
@@ -87,6 +87,7 @@ class RagService:
         self.generation_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._judge_cache: tuple[Index, EvidenceJudge] | None = None
+        self.sentence_embedder = CachedEmbedder(embedder)
         if index is not None:
             index.check_embedder(embedder.name, embedder.dim)
 
@@ -190,7 +191,7 @@ class RagService:
         hits = [h for h in hits if h.chunk.doc_id in covering]
         titles = {d: index.documents[d].title for d in covering}
         sentences = prompting.candidate_sentences(index, hits)
-        ranked = prompting.rank_sentences(sentences, query_s, vector, self.embedder, titles)
+        ranked = prompting.rank_sentences(sentences, query_s, vector, self.sentence_embedder, titles, index.lexical.idf)
         chosen = prompting.select(ranked, self.settings.context_max_chars, self.settings.context_sentences)
         chat = prompting.render(self.templates, chosen, question if query == question else query, titles)
         return Plan(question, traditional, index, hits, chosen, chat, "")
@@ -221,6 +222,8 @@ class RagService:
             reason = "the model found no answer in the passages"
         elif invented := citing.unsupported_numbers(text, chosen, to_simplified(question)):
             reason = f"numbers not in the evidence: {sorted(invented)}"
+        elif (grounded := citing.grounding(text, question, chosen)) < self.settings.min_grounding:
+            reason = f"the answer is not grounded in the evidence ({grounded:.2f})"
         citations = [] if reason else citing.cite(text, chosen, plan.index.sources)
         if not reason and not citations:
             reason = "no retrieved sentence supports the answer"

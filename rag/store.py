@@ -143,6 +143,15 @@ class Bm25:
         weights = sparse.csr_matrix((w.astype(np.float32), (tf.row, tf.col)), shape=tf.shape)
         return cls(vocab, weights)
 
+    def idf(self, term: str) -> float:
+        """Rarity of a term across chunks; a term the index never saw counts as rarest."""
+        if not hasattr(self, "_df"):
+            self._df = np.diff(self.weights.tocsc().indptr)
+        n = self.weights.shape[0]
+        col = self.vocab.get(term)
+        df = int(self._df[col]) if col is not None else 0
+        return float(np.log1p((n - df + 0.5) / (df + 0.5)))
+
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every row for ``query`` (Simplified)."""
         cols = sorted({self.vocab[t] for t in lexical_tokens(query) if t in self.vocab})

@@ -216,7 +216,7 @@ def test_a_new_standalone_question_is_not_merged_with_history(service: RagServic
 @pytest.mark.parametrize(("said", "reason"), [
     ("资料中没有找到答案。", "the model found no answer in the passages"),
     ("阳山县共有学校9999所。", "numbers not in the evidence: ['9999']"),
-    ("天空是蓝色的。", "no retrieved sentence supports the answer"),
+    ("天空是蓝色的。", "the answer is not grounded in the evidence (0.00)"),
     ("", "the model found no answer in the passages"),
 ])
 def test_unsupported_generation_is_refused(sample_index: tuple[Settings, Index], said: str, reason: str) -> None:
