@@ -14,6 +14,8 @@ from rag.types import Citation, Sentence
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _CN_DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九")} | {"两": 2, "〇": 0}
 _CN_NUMBER = re.compile(r"[零〇一二两三四五六七八九十百千]+")
+_QUANTITY_QUESTION = re.compile(r"多少|几[个名所项位次年月日天人家条种类岁倍处批届期]")
+_QUANTITY_ANSWER = re.compile(r"\d|[零〇一二两三四五六七八九十百千万亿]+[个名所项位次年月日天人家条种类岁倍元处批届期%]")
 # How the model says it found nothing (Simplified).
 _NOT_FOUND = re.compile("|".join(["没有找到", "未找到", "没有提到", "未提到", "没有提及", "未提及", "无法回答",
                                    "没有相关", "无相关", "无法确定", "不知道", "没有答案"]))
@@ -56,7 +58,7 @@ def unsupported_numbers(answer: str, evidence: Sequence[Sentence], question: str
     return {n for n in _NUMBER.findall(to_simplified(answer)) if n not in seen}
 
 
-def grounding(answer: str, question: str, evidence: Sequence[Sentence]) -> float:
+def grounding(answer: str, question: str, evidence: Sequence[Sentence], context: str = "") -> float:
     """Share of the answer's own terms (those the question did not bring) found in the evidence.
 
     A small model sometimes fills a gap with a plausible name or figure; those terms are nowhere in the
@@ -66,26 +68,44 @@ def grounding(answer: str, question: str, evidence: Sequence[Sentence]) -> float
     terms = [t for t in dict.fromkeys(lexical_tokens(to_simplified(answer))) if t not in asked]
     if not terms:
         return 1.0
-    text = "\n".join(s.simplified for s in evidence)
+    text = "\n".join([to_simplified(context), *(s.simplified for s in evidence)])
     written = numbers(text)  # 第3 is grounded by 第三
     return sum(t in text or t in written for t in terms) / len(terms)
 
 
-def support(answer_simplified: str, sentence: Sentence) -> float:
-    """How much of the answer the sentence contains (shared terms, with numbers counting double)."""
+def own_terms(answer_simplified: str, question_simplified: str) -> list[str]:
+    """The answer's terms that the question did not bring (all of them if it brought every one)."""
+    asked = set(lexical_tokens(question_simplified))
     terms = list(dict.fromkeys(lexical_tokens(answer_simplified)))
+    return [t for t in terms if t not in asked] or terms
+
+
+def asks_quantity(question: str) -> bool:
+    """多少… / 几个… questions: their answer must hold a number."""
+    return bool(_QUANTITY_QUESTION.search(to_simplified(question)))
+
+
+def has_quantity(answer: str) -> bool:
+    return bool(_QUANTITY_ANSWER.search(to_simplified(answer)))
+
+
+def support(answer_simplified: str, sentence: Sentence, question_simplified: str = "") -> float:
+    """How much of the answer's own content the sentence contains (numbers count double)."""
+    terms = own_terms(answer_simplified, question_simplified)
     score = overlap(terms, sentence.simplified)
-    nums = set(_NUMBER.findall(answer_simplified))
+    asked = set(_NUMBER.findall(question_simplified))
+    nums = set(_NUMBER.findall(answer_simplified)) - asked
     if nums:
         score = (score + sum(n in numbers(sentence.simplified) for n in nums) / len(nums) * 2) / 3
     return score
 
 
 def cite(answer: str, evidence: Sequence[Sentence], sources: Mapping[str, str], *, min_support: float = 0.25,
-         max_citations: int = 2) -> list[Citation]:
+         max_citations: int = 2, question: str = "") -> list[Citation]:
     """Citations for the best-supporting sentences, each verified against its source text."""
-    answer_s = to_simplified(answer)
-    ranked = sorted(((support(answer_s, s), i, s) for i, s in enumerate(evidence)), key=lambda x: (-x[0], x[1]))
+    answer_s, question_s = to_simplified(answer), to_simplified(question)
+    scored = [(support(answer_s, s, question_s), i, s) for i, s in enumerate(evidence)]
+    ranked = sorted(scored, key=lambda x: (-x[0], x[1]))
     citations: list[Citation] = []
     for score, _, s in ranked:
         if score < min_support or len(citations) >= max_citations:

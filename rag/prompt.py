@@ -84,7 +84,7 @@ def overlap(terms: Sequence[str], text_simplified: str, weights: Sequence[float]
 
 def rank_sentences(sentences: Sequence[Sentence], question_simplified: str, query_vector: np.ndarray,
                    embedder: Embedder, titles: dict[str, str] | None = None,
-                   idf: Callable[[str], float] | None = None) -> list[Sentence]:
+                   idf: Callable[[str], float] | None = None, ignore: set[str] | None = None) -> list[Sentence]:
     """Score sentences by meaning (dense) and shared terms (lexical); best first.
 
     Terms of the document's title do not count: a question names its source ("…讲话中，…") to pick the
@@ -94,7 +94,8 @@ def rank_sentences(sentences: Sequence[Sentence], question_simplified: str, quer
     sentences = [s for s in sentences if s.simplified.replace(" ", "") not in titles.get(s.doc_id, "")]
     if not sentences:
         return []
-    terms = content_terms(question_simplified)
+    skip = {t for word in (ignore or set()) for t in lexical_tokens(word)}
+    terms = [t for t in content_terms(question_simplified) if t not in skip] or content_terms(question_simplified)
     dense = embedder.embed_documents([s.simplified for s in sentences]) @ query_vector
     scored = []
     for s, d in zip(sentences, dense, strict=True):

@@ -23,7 +23,7 @@ from rag import prompt as prompting
 from rag.config import Settings
 from rag.embed import CachedEmbedder, Embedder, build_embedder
 from rag.errors import InvalidRequest, NotFound, NotReady, PayloadTooLarge
-from rag.evidence import EvidenceJudge
+from rag.evidence import EvidenceJudge, content_words
 from rag.generate import Completion, Generator, build_generator
 from rag.ingest import ingest_documents, ingest_paths
 from rag.load import EXTENSIONS, decode
@@ -49,6 +49,7 @@ class Plan:
     chosen: list[Sentence]
     chat: list[dict[str, str]]
     refusal: str
+    titles: str = ""
 
 
 class ScriptWriter:
@@ -191,10 +192,12 @@ class RagService:
         hits = [h for h in hits if h.chunk.doc_id in covering]
         titles = {d: index.documents[d].title for d in covering}
         sentences = prompting.candidate_sentences(index, hits)
-        ranked = prompting.rank_sentences(sentences, query_s, vector, self.sentence_embedder, titles, index.lexical.idf)
+        places = {w for w, must in content_words(query_s) if must}  # they picked the document, not the sentence
+        ranked = prompting.rank_sentences(sentences, query_s, vector, self.sentence_embedder, titles,
+                                          index.lexical.idf, ignore=places)
         chosen = prompting.select(ranked, self.settings.context_max_chars, self.settings.context_sentences)
         chat = prompting.render(self.templates, chosen, question if query == question else query, titles)
-        return Plan(question, traditional, index, hits, chosen, chat, "")
+        return Plan(question, traditional, index, hits, chosen, chat, "", "\n".join(titles.values()))
 
     def _generate(self, chat: list[dict[str, str]], max_tokens: int | None, temperature: float | None,
                   traditional: bool, timings: dict[str, float], started: float) -> Iterator[str]:
@@ -222,9 +225,11 @@ class RagService:
             reason = "the model found no answer in the passages"
         elif invented := citing.unsupported_numbers(text, chosen, to_simplified(question)):
             reason = f"numbers not in the evidence: {sorted(invented)}"
-        elif (grounded := citing.grounding(text, question, chosen)) < self.settings.min_grounding:
+        elif citing.asks_quantity(question) and not citing.has_quantity(text):
+            reason = "the question asks how many but the answer holds no number"
+        elif (grounded := citing.grounding(text, question, chosen, plan.titles)) < self.settings.min_grounding:
             reason = f"the answer is not grounded in the evidence ({grounded:.2f})"
-        citations = [] if reason else citing.cite(text, chosen, plan.index.sources)
+        citations = [] if reason else citing.cite(text, chosen, plan.index.sources, question=question)
         if not reason and not citations:
             reason = "no retrieved sentence supports the answer"
         if reason:

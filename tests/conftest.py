@@ -22,3 +22,29 @@ def fake_settings(tmp_path: Path, corpus_dir: Path) -> Settings:
     """Settings with the fake backends and every writable location under ``tmp_path``."""
     return Settings(embed_backend="fake", llm_backend="fake", index_dir=tmp_path / "index",
                     corpus_dir=corpus_dir, models_dir=tmp_path / "models")
+
+
+@pytest.fixture(scope="session")
+def real_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings for the real models in ``models/`` and a private copy of the corpus, indexed once per session.
+
+    An index that ``make`` already built for the same corpus is copied in first, so ingestion finds every
+    document unchanged and embeds nothing.
+    """
+    import shutil
+
+    from rag.embed import build_embedder
+    from rag.ingest import ingest_paths
+    from rag.store import Index
+
+    tmp = tmp_path_factory.mktemp("real")
+    shutil.copytree(REPO / "corpus", tmp / "corpus")
+    settings = Settings(models_dir=REPO / "models", corpus_dir=tmp / "corpus", index_dir=tmp / "index")
+    built = REPO / "index" / "default"
+    previous = None
+    if (built / "CURRENT").exists():
+        shutil.copytree(built, settings.index_path)
+        previous = Index.load(settings.index_path)
+    index, _ = ingest_paths([settings.corpus_dir], settings, build_embedder(settings), previous)
+    index.save(settings.index_path)
+    return settings

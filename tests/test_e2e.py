@@ -4,7 +4,6 @@ HTTP service and the official ``openai`` client. Slow (about a minute); CI runs 
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import threading
 import time
@@ -23,13 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> RagService:
-    tmp = tmp_path_factory.mktemp("e2e")
-    corpus = tmp / "corpus"
-    shutil.copytree(ROOT / "corpus", corpus)
-    settings = Settings(models_dir=ROOT / "models", corpus_dir=corpus, index_dir=tmp / "index")
-    svc = build_service(settings)
-    svc.ingest_folder([corpus])
+def service(real_settings: Settings) -> RagService:
+    svc = build_service(real_settings)
     assert len(svc.index.chunks) > 50 and len(svc.documents()) == 5
     return svc
 

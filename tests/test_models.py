@@ -117,8 +117,3 @@ def test_real_embedder_loads_offline_and_ranks_chinese(real_settings: Settings) 
     query = embedder.embed_query("阳山县排名第几")
     assert (passages @ query).argmax() == 0
 
-
-@pytest.fixture(scope="module")
-def real_settings() -> Settings:
-    root = Path(__file__).resolve().parent.parent
-    return Settings(models_dir=root / "models", corpus_dir=root / "corpus")
