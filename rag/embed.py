@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -50,6 +51,9 @@ class SentenceTransformerEmbedder:
     def __init__(self, path: Path, batch_size: int = 16) -> None:
         if not (path / "modules.json").exists():
             raise ModelProvisionError(f"no sentence-transformers model at {path}; run `rag models`")
+        # Never reach for a model hub: the model is a local directory, and this machine may have no network.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer  # heavy: import only when used
 
         started = time.perf_counter()
