@@ -75,7 +75,8 @@ def _sections(doc: CleanDocument) -> list[_Piece]:
     title_lines = frozenset(title_lines_of(doc.clean))
     stack: list[tuple[float, str]] = []
     pieces: list[_Piece] = []
-    start, path, pos = 0, (), 0
+    start, pos = 0, 0
+    path: tuple[str, ...] = ()
     previous_was_title = False
     for line in doc.clean.split("\n"):
         found = heading(line, title_lines)
@@ -89,7 +90,7 @@ def _sections(doc: CleanDocument) -> list[_Piece]:
                 stack.pop()
             stack.append((level, title))
             start, path = pos, tuple(t for _, t in stack)
-        previous_was_title = bool(found) and found[0] == TITLE_LEVEL
+        previous_was_title = found is not None and found[0] == TITLE_LEVEL
         pos += len(line) + 1
     if len(doc.clean) > start:
         pieces.append(_Piece(path, start, len(doc.clean)))

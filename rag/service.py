@@ -7,6 +7,7 @@ similar enough; after generation, an answer with invented numbers or no supporti
 
 from __future__ import annotations
 
+import collections.abc as abc
 import hashlib
 import logging
 import re
@@ -200,7 +201,7 @@ class RagService:
         return Plan(question, traditional, index, hits, chosen, chat, "", "\n".join(titles.values()))
 
     def _generate(self, chat: list[dict[str, str]], max_tokens: int | None, temperature: float | None,
-                  traditional: bool, timings: dict[str, float], started: float) -> Iterator[str]:
+                  traditional: bool, timings: dict[str, float], started: float) -> abc.Generator[str, None, Completion]:
         writer = ScriptWriter(to_traditional if traditional else to_simplified)
         completion: Completion | None = None
         with self.generation_lock:
@@ -215,7 +216,7 @@ class RagService:
             timings.setdefault("first_token", time.perf_counter() - started)
             yield piece
         assert completion is not None
-        return completion  # type: ignore[return-value]
+        return completion
 
     def _finish(self, completion: Completion, plan: Plan, timings: dict[str, float], started: float) -> Answer:
         chosen, question, traditional = plan.chosen, plan.question, plan.traditional

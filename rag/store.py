@@ -122,7 +122,9 @@ class Bm25:
     @classmethod
     def build(cls, texts: Sequence[str], k1: float = 1.2, b: float = 0.75) -> Bm25:
         vocab: dict[str, int] = {}
-        rows, cols, vals = [], [], []
+        rows: list[int] = []
+        cols: list[int] = []
+        vals: list[int] = []
         lengths = np.zeros(len(texts), np.float32)
         for r, text in enumerate(texts):
             tokens = lexical_tokens(text)
