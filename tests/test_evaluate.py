@@ -479,11 +479,16 @@ def test_malformed_threshold_raises(tmp_path: Path) -> None:
         load_thresholds(path)
 
 
-def test_shipped_thresholds_name_real_metrics_and_pass_anything() -> None:
+def test_shipped_thresholds_name_real_metrics_and_gate_real_runs() -> None:
     thresholds = load_thresholds(REPO / "eval" / "thresholds.json")
     known = compute_metrics([])
     for section in ("retrieval", "full"):
         assert set(thresholds[section]) <= set(known)
+    subset = thresholds["full_subset_ids"]
+    assert len(subset) >= 10
+    best = {name: 1.0 for name in known} | {"false_refusal": 0.0}
     worst = {name: 0.0 for name in known} | {"false_refusal": 1.0}
-    assert check_thresholds(summary_with(worst, no_llm=True), thresholds) == []
-    assert check_thresholds(summary_with(worst), thresholds) == []
+    assert check_thresholds(summary_with(best, no_llm=True), thresholds) == []
+    assert check_thresholds(summary_with(best, question_ids=subset), thresholds) == []
+    assert len(check_thresholds(summary_with(worst, no_llm=True), thresholds)) == len(thresholds["retrieval"])
+    assert len(check_thresholds(summary_with(worst, question_ids=subset), thresholds)) == len(thresholds["full"])
