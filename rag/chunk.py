@@ -194,7 +194,7 @@ def _join(a: _Piece, b: _Piece) -> _Piece:
 
 
 def _to_chunk(doc: CleanDocument, p: _Piece) -> Chunk:
-    start, end = _strip(doc.clean, p.start, p.end)
+    start, end = strip_span(doc.clean, p.start, p.end)
     orig_start, orig_end = doc.span(start, end)
     text = doc.clean[start:end]
     digest = hashlib.sha1(f"{doc.doc_id}\0{orig_start}\0{orig_end}\0{text}".encode()).hexdigest()[:16]
@@ -203,7 +203,8 @@ def _to_chunk(doc: CleanDocument, p: _Piece) -> Chunk:
                  clean_start=start, clean_end=end)
 
 
-def _strip(text: str, start: int, end: int) -> tuple[int, int]:
+def strip_span(text: str, start: int, end: int) -> tuple[int, int]:
+    """Narrow ``[start, end)`` so that it neither starts nor ends with white space."""
     while start < end and text[start].isspace():
         start += 1
     while end > start and text[end - 1].isspace():

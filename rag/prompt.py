@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.chunk import hard_split, sentence_bounds
+from rag.chunk import hard_split, sentence_bounds, strip_span
 from rag.embed import Embedder
 from rag.normalize import clean_with_offsets, simplified_aligned, to_simplified
 from rag.store import Index, lexical_tokens
@@ -59,19 +59,11 @@ def candidate_sentences(index: Index, hits: Sequence[Hit]) -> list[Sentence]:
         clean, simplified, offsets = _clean_doc(index.sources[c.doc_id])
         for a, b in sentence_bounds(clean, c.clean_start, c.clean_end):
             for s, e in hard_split(clean, a, b, _MAX_SENTENCE):
-                s, e = _strip(clean, s, e)
+                s, e = strip_span(clean, s, e)
                 if e > s:
                     out.append(Sentence(c.doc_id, offsets[s], offsets[e - 1] + 1, clean[s:e], simplified[s:e],
                                         c.section_path, 0.0))
     return list({(s.doc_id, s.text): s for s in out}.values())  # scraped pages repeat lines
-
-
-def _strip(text: str, s: int, e: int) -> tuple[int, int]:
-    while s < e and text[s].isspace():
-        s += 1
-    while e > s and text[e - 1].isspace():
-        e -= 1
-    return s, e
 
 
 def overlap(terms: Sequence[str], text_simplified: str, weights: Sequence[float] | None = None) -> float:

@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 
 from rag.config import Settings
+from rag.embed import FakeEmbedder, build_embedder
+from rag.ingest import ingest_paths
+from rag.store import Index
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -25,6 +28,14 @@ def fake_settings(tmp_path: Path, corpus_dir: Path) -> Settings:
 
 
 @pytest.fixture(scope="session")
+def index() -> Index:
+    """The sample corpus indexed with the fake embedder (default chunker settings)."""
+    settings = Settings(embed_backend="fake", llm_backend="fake")
+    built, _ = ingest_paths([REPO / "corpus"], settings, FakeEmbedder(), None)
+    return built
+
+
+@pytest.fixture(scope="session")
 def real_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Settings for the real models in ``models/`` and a private copy of the corpus, indexed once per session.
 
@@ -32,10 +43,6 @@ def real_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     document unchanged and embeds nothing.
     """
     import shutil
-
-    from rag.embed import build_embedder
-    from rag.ingest import ingest_paths
-    from rag.store import Index
 
     tmp = tmp_path_factory.mktemp("real")
     shutil.copytree(REPO / "corpus", tmp / "corpus")

@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 
 from rag.cite import cite, numbers, says_not_found, support, unsupported_numbers, verify
-from rag.config import Settings
 from rag.embed import FakeEmbedder
-from rag.ingest import ingest_paths
 from rag.prompt import candidate_sentences
 from rag.retrieve import search
 from rag.store import Index
@@ -21,13 +19,6 @@ DOC_000 = "000_ae0e48cc884afd96.txt"
 RANKED = ("2022年,省人民政府教育督導室反饋2021年市縣政府履行教育職責評價的結果公布,"
           "陽山縣在清遠市八個縣(市、區)中排名第三,在北部生態發展區37個縣(市區)排名第六,獲優秀等次。")
 FOCUS = "要聚焦內涵發展,在提升辦學質量和水平上持續發力。"
-
-
-@pytest.fixture(scope="module")
-def index() -> Index:
-    settings = Settings(embed_backend="fake", llm_backend="fake", chunk_max_chars=360, chunk_min_chars=80)
-    built, _ = ingest_paths([REPO / "corpus"], settings, FakeEmbedder(), None)
-    return built
 
 
 @pytest.fixture(scope="module")

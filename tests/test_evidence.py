@@ -7,10 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.config import Settings
 from rag.embed import FakeEmbedder
 from rag.evidence import MUST_PENALTY, Evidence, EvidenceJudge, content_words
-from rag.ingest import ingest_paths
 from rag.normalize import to_simplified
 from rag.retrieve import search
 from rag.store import Index
@@ -21,13 +19,6 @@ ANSWERABLE = "阳山县在2021年市县政府履行教育职责评价中排名�
 OTHER_COUNTY = "山丹县在2021年市县政府履行教育职责评价中排名第几"
 OTHER_YEAR = "阳山县在2020年市县政府履行教育职责评价中排名第几"
 THRESHOLD = 0.6
-
-
-@pytest.fixture(scope="module")
-def index() -> Index:
-    settings = Settings(embed_backend="fake", llm_backend="fake", chunk_max_chars=360, chunk_min_chars=80)
-    built, _ = ingest_paths([REPO / "corpus"], settings, FakeEmbedder(), None)
-    return built
 
 
 @pytest.fixture(scope="module")

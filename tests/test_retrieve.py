@@ -7,10 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.config import Settings
 from rag.embed import FakeEmbedder
 from rag.errors import InvalidRequest
-from rag.ingest import ingest_paths
 from rag.retrieve import RetrievalConfig, search
 from rag.store import Index
 from rag.types import Chunk
@@ -19,13 +17,6 @@ REPO = Path(__file__).resolve().parent.parent
 DOC_000, DOC_003, DOC_004 = "000_ae0e48cc884afd96.txt", "003_727ffb95bee0db86.txt", "004_c849ceb370c41d84.txt"
 # The doc 000 chunk that says 陽山縣在清遠市八個縣(市、區)中排名第三.
 RANKED_THIRD = "859a8451098fc106"
-
-
-@pytest.fixture(scope="module")
-def index() -> Index:
-    settings = Settings(embed_backend="fake", llm_backend="fake", chunk_max_chars=360, chunk_min_chars=80)
-    built, _ = ingest_paths([REPO / "corpus"], settings, FakeEmbedder(), None)
-    return built
 
 
 @pytest.fixture(scope="module")
