@@ -14,12 +14,11 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from functools import lru_cache
 
 import jieba
 import jieba.posseg as pseg
 
-from rag.normalize import clean, simplified_aligned
+from rag.normalize import clean_views
 from rag.store import Index
 from rag.types import Hit
 
@@ -70,11 +69,6 @@ def content_words(question_simplified: str) -> list[tuple[str, bool]]:
     return list(words.items())
 
 
-@lru_cache(maxsize=512)
-def simplified_clean_text(source: str) -> str:
-    return simplified_aligned(clean(source))
-
-
 class EvidenceJudge:
     """Measures, for an index, how well retrieved documents cover a question."""
 
@@ -102,7 +96,7 @@ class EvidenceJudge:
         best = Evidence(-1.0, best_dense)
         scores: list[tuple[str, float]] = []
         for doc_id in dict.fromkeys(h.chunk.doc_id for h in hits):
-            text = simplified_clean_text(self._index.sources[doc_id])
+            text = clean_views(self._index.sources[doc_id])[1]
             missing = tuple(w for w, _ in words if w not in text)
             score = 1.0 - sum(weights[w] for w in missing) / total - MUST_PENALTY * len(must.intersection(missing))
             scores.append((doc_id, score))

@@ -7,14 +7,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from rag.chunk import hard_split, sentence_bounds, strip_span
 from rag.embed import Embedder
-from rag.normalize import clean_with_offsets, simplified_aligned, to_simplified
+from rag.normalize import clean_views, to_simplified
 from rag.store import Index, lexical_tokens
 from rag.types import Hit, Sentence
 
@@ -45,18 +44,12 @@ def content_terms(question_simplified: str) -> list[str]:
     return list(dict.fromkeys(lexical_tokens(_QUESTION_WORDS.sub(" ", question_simplified))))
 
 
-@lru_cache(maxsize=256)
-def _clean_doc(source: str) -> tuple[str, str, tuple[int, ...]]:
-    text, offsets = clean_with_offsets(source)
-    return text, simplified_aligned(text), tuple(offsets)
-
-
 def candidate_sentences(index: Index, hits: Sequence[Hit]) -> list[Sentence]:
     """Every sentence of the hit chunks, with its span in the original file."""
     out: list[Sentence] = []
     for hit in hits:
         c = hit.chunk
-        clean, simplified, offsets = _clean_doc(index.sources[c.doc_id])
+        clean, simplified, offsets = clean_views(index.sources[c.doc_id])
         for a, b in sentence_bounds(clean, c.clean_start, c.clean_end):
             for s, e in hard_split(clean, a, b, _MAX_SENTENCE):
                 s, e = strip_span(clean, s, e)
