@@ -81,17 +81,21 @@ class LlamaGenerator:
 
 
 class FakeGenerator:
-    """Answers with the first passage's first clause, or the refusal line when there is none.
+    """Answers with the first passage's first clause, or the refusal line when there is none; with
+    ``reply``, always says that (to test what happens after generation).
 
     Deterministic, instant, and good enough to exercise prompting, citing and streaming in tests.
     """
 
     name = "fake-llm"
 
-    def __init__(self, refusal: str = "资料中没有找到答案。") -> None:
+    def __init__(self, refusal: str = "资料中没有找到答案。", reply: str | None = None) -> None:
         self.refusal = refusal
+        self.reply = reply
 
     def _answer(self, messages: Sequence[Message]) -> str:
+        if self.reply is not None:
+            return self.reply
         match = re.search(r"\[1\]\s*([^\n，,。]+)", messages[-1]["content"])
         return match.group(1) + "。" if match else self.refusal
 

@@ -374,21 +374,11 @@ def test_stream_in_traditional_matches_the_non_stream_answer(client: TestClient)
     assert content_of(chunks) == whole
 
 
-class SaysGenerator(FakeGenerator):
-    """Always says ``text``, whatever the passages."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
-
-    def generate(self, messages: Sequence[dict[str, str]], max_tokens: int, temperature: float) -> Completion:
-        return Completion(self.text, 10, len(self.text))
-
-
 def test_stream_overruled_by_the_evidence_check_appends_the_refusal(tmp_path: Path) -> None:
     """Text already sent cannot be taken back: the refusal follows it, and the final chunk says refused."""
     settings = make_settings(tmp_path)
-    service = RagService(settings, FakeEmbedder(), SaysGenerator("天空是蓝色的。"), Index.load(settings.index_path))
+    generator = FakeGenerator(reply="天空是蓝色的。")
+    service = RagService(settings, FakeEmbedder(), generator, Index.load(settings.index_path))
     with TestClient(create_app(settings, service=service)) as client:
         whole = chat(client, QUESTION).json()
         assert whole["refused"] is True

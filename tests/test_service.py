@@ -43,17 +43,6 @@ class RecordingGenerator(FakeGenerator):
         yield from super().stream(messages, max_tokens, temperature)
 
 
-class FixedGenerator(FakeGenerator):
-    """Always says ``text``, whatever the passages."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
-
-    def generate(self, messages: Sequence[dict[str, str]], max_tokens: int, temperature: float) -> Completion:
-        return Completion(self.text, 10, len(self.text))
-
-
 def make_settings(root: Path, **overrides: object) -> Settings:
     corpus = root / "corpus"
     if not corpus.exists():
@@ -221,7 +210,7 @@ def test_a_new_standalone_question_is_not_merged_with_history(service: RagServic
 ])
 def test_unsupported_generation_is_refused(sample_index: tuple[Settings, Index], said: str, reason: str) -> None:
     settings, index = sample_index
-    service = RagService(settings, FakeEmbedder(), FixedGenerator(said), index)
+    service = RagService(settings, FakeEmbedder(), FakeGenerator(reply=said), index)
     answer = service.answer([user(RANK_QUESTION)])
     assert answer.refused is True
     assert answer.reason == reason
