@@ -51,6 +51,7 @@ class Evidence:
     doc_id: str = ""
     missing: tuple[str, ...] = ()
     by_doc: tuple[tuple[str, float], ...] = ()
+    musts: tuple[str, ...] = ()
 
     def covering(self, threshold: float) -> set[str]:
         """Documents that cover the question at least to ``threshold``."""
@@ -102,4 +103,4 @@ class EvidenceJudge:
             scores.append((doc_id, score))
             if score > best.coverage:
                 best = Evidence(score, best_dense, doc_id, missing)
-        return replace(best, by_doc=tuple(scores))
+        return replace(best, by_doc=tuple(scores), musts=tuple(sorted(must)))

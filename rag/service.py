@@ -24,7 +24,7 @@ from rag import prompt as prompting
 from rag.config import Settings
 from rag.embed import CachedEmbedder, Embedder, build_embedder
 from rag.errors import InvalidRequest, NotFound, NotReady, PayloadTooLarge
-from rag.evidence import EvidenceJudge, content_words
+from rag.evidence import EvidenceJudge
 from rag.generate import Completion, Generator, build_generator
 from rag.ingest import ingest_documents, ingest_paths
 from rag.load import EXTENSIONS, decode
@@ -193,9 +193,9 @@ class RagService:
         hits = [h for h in hits if h.chunk.doc_id in covering]
         titles = {d: index.documents[d].title for d in covering}
         sentences = prompting.candidate_sentences(index, hits)
-        places = {w for w, must in content_words(query_s) if must}  # they picked the document, not the sentence
+        # The places and years of the question picked the document; they say nothing about the sentence.
         ranked = prompting.rank_sentences(sentences, query_s, vector, self.sentence_embedder, titles,
-                                          index.lexical.idf, ignore=places)
+                                          index.lexical.idf, ignore=set(evidence.musts))
         chosen = prompting.select(ranked, self.settings.context_max_chars, self.settings.context_sentences)
         chat = prompting.render(self.templates, chosen, question if query == question else query, titles)
         return Plan(question, traditional, index, hits, chosen, chat, "", "\n".join(titles.values()))
