@@ -82,6 +82,13 @@ class DocumentOut(BaseModel):
     ingested_at: str
 
 
+class DocumentText(DocumentOut):
+    """A document's text: the characters that ``start``/``end`` of chunks and citations index."""
+
+    object: Literal["document.text"] = "document.text"
+    text: str
+
+
 class DocumentList(BaseModel):
     object: Literal["list"] = "list"
     data: list[DocumentOut]
@@ -248,6 +255,14 @@ class StreamSession:
 def list_documents(service: Service) -> DocumentList:
     return DocumentList(data=[DocumentOut(id=d.doc_id, title=d.title, characters=d.characters, chunks=d.chunks,
                                           sha256=d.sha256, ingested_at=d.ingested_at) for d in service.documents()])
+
+
+@v1.get("/documents/{doc_id:path}/text", response_model=DocumentText)
+def document_text(doc_id: str, service: Service) -> DocumentText:
+    """The text that citation and chunk offsets refer to, with the document's metadata."""
+    d, text = service.document_text(doc_id)
+    return DocumentText(id=d.doc_id, title=d.title, characters=d.characters, chunks=d.chunks, sha256=d.sha256,
+                        ingested_at=d.ingested_at, text=text)
 
 
 @v1.post("/documents", response_model=DocumentOut, status_code=201)

@@ -107,6 +107,13 @@ class RagService:
     def documents(self) -> list[DocRecord]:
         return list(self._index.documents.values()) if self._index else []
 
+    def document_text(self, doc_id: str) -> tuple[DocRecord, str]:
+        """A document's record and the text its offsets index."""
+        index = self.index
+        if doc_id not in index.documents:
+            raise NotFound(f"no document {doc_id!r} in the index")
+        return index.documents[doc_id], index.sources[doc_id]
+
     def ingest_folder(self, paths: Sequence[Path]) -> None:
         with self._write_lock:
             index, _ = ingest_paths(paths, self.settings, self.embedder, self._index)

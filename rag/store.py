@@ -260,6 +260,13 @@ class Index:
                 f"embedder is {name!r} (dim {dim}); re-ingest with `rag ingest --rebuild`")
 
 
+def index_version(root: Path) -> str:
+    """A cheap token that changes with every committed update of the index under ``root`` ("" when none):
+    a running server compares it to notice an update written by another process."""
+    pointer = root / _POINTER
+    return pointer.read_text("utf-8").strip() if pointer.exists() else ""
+
+
 def current_generation(root: Path) -> Path:
     pointer = root / _POINTER
     if not pointer.exists():

@@ -711,6 +711,21 @@ def test_list_documents(client: TestClient, settings: Settings) -> None:
         assert d["sha256"] == hashlib.sha256((settings.corpus_dir / d["id"]).read_bytes()).hexdigest()
 
 
+def test_document_text_is_what_offsets_index(client: TestClient, settings: Settings) -> None:
+    hit = client.post("/v1/search", json={"query": "阳山县排名", "top_k": 1}).json()["results"][0]
+
+    response = client.get(f"/v1/documents/{hit['doc_id']}/text")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == DOCUMENT_KEYS | {"object", "text"}
+    assert body["object"] == "document.text" and body["id"] == hit["doc_id"]
+    assert body["text"] == (settings.corpus_dir / hit["doc_id"]).read_text("utf-8").lstrip("\ufeff")
+    assert body["characters"] == len(body["text"])
+    assert clean(body["text"][hit["start"]:hit["end"]]) == hit["text"]
+    assert_error(client.get("/v1/documents/nope.txt/text"), 404, "not_found_error")
+
+
 @pytest.mark.parametrize(("name", "text", "encoding", "query"), [
     ("mars.txt", MARS_TEXT, "utf-8", "火星基地的预算"),
     ("山海.txt", GBK_TEXT, "gbk", "山海县共有学校"),
