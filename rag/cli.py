@@ -56,7 +56,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from rag.app import create_app
+    from rag.server.app import create_app
 
     settings = settings.model_copy(update={k: v for k, v in (("host", args.host), ("port", args.port)) if v})
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")

@@ -73,7 +73,7 @@ def test_follow_up_uses_the_earlier_turn(service: RagService) -> None:
 def server(service: RagService) -> Iterator[str]:
     import uvicorn
 
-    from rag.app import create_app
+    from rag.server.app import create_app
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -1,4 +1,4 @@
-"""Tests for the HTTP layer (``rag.api`` routes, ``rag.app`` factory and error handlers) with the fakes."""
+"""Tests for the HTTP layer (``rag.server.api`` routes, ``rag.server.app`` factory and error handlers) with the fakes."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from rag.app import create_app
+from rag.server.app import create_app
 from rag.config import Settings
 from rag.embed import FakeEmbedder
 from rag.generate import Completion, FakeGenerator
@@ -28,7 +28,7 @@ from rag.normalize import clean, to_simplified, to_traditional
 from rag.service import RagService
 from rag.store import Index
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SAMPLE_CORPUS = REPO / "corpus"
 DOC0 = "000_ae0e48cc884afd96.txt"
 DOC2 = "002_9f3d902dfed96728.txt"
@@ -462,7 +462,7 @@ def test_wrong_method_is_405_envelope(client: TestClient) -> None:
 
 
 def test_405_keeps_the_allow_header(client: TestClient) -> None:
-    """BUG (rag/app.py, ``http_error``): the handler drops ``exc.headers``, so the ``Allow`` header that
+    """BUG (rag/server/app.py, ``http_error``): the handler drops ``exc.headers``, so the ``Allow`` header that
     Starlette sets (and RFC 9110 §15.5.6 requires on a 405) is lost."""
     response = client.get("/v1/chat/completions")
     assert response.status_code == 405
@@ -654,7 +654,7 @@ async def disconnect_after_first_event(app: FastAPI, body: bytes) -> list[dict[s
 
 
 def test_client_hanging_up_mid_stream_frees_the_generation_slot(tmp_path: Path) -> None:
-    """BUG (rag/api.py ``_stream_events``): the slot is released only in the generator's ``finally``; when
+    """BUG (rag/server/api.py ``_stream_events``): the slot is released only in the generator's ``finally``; when
     the client hangs up, Starlette abandons the iterator and, kept alive by a reference cycle, it is not
     closed until the cyclic garbage collector runs. Until then the gate slot (and the service's generation
     lock) stay taken: with ``queue_size=0`` every chat request gets 503."""

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from rag import __version__
-from rag.api import Gate, router, v1
+from rag.server.api import Gate, router, v1
 from rag.config import Settings
 from rag.errors import RagError
 from rag.service import RagService, build_service

@@ -1,0 +1,1 @@
+"""HTTP edge: ``app`` (factory, error envelope), ``api`` (schemas and routes), ``static`` (the page)."""
