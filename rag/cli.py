@@ -100,7 +100,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     if args.gate:
         return _gate(args, settings, out)
     summary = run_eval(settings, Path(args.gold), out, url=args.url, api_key=args.api_key, no_llm=args.no_llm,
-                       limit=args.limit, ids=ids, k=args.k)
+                       limit=args.limit, ids=ids, k=args.k, split=args.split)
     print(json.dumps(summary.get("metrics", summary), ensure_ascii=False, indent=2))
     print(f"report: {out / 'report.md'}")
     return 0
@@ -159,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-llm", action="store_true", help="retrieval metrics only")
     p.add_argument("--limit", type=int)
     p.add_argument("--ids", help="comma-separated question ids")
+    p.add_argument("--split", choices=["dev", "test"], help="only the gold set's dev (tuning) or test (reporting) part")
     p.add_argument("-k", type=int, default=5, help="top-k for retrieval metrics")
     p.add_argument("--gate", action="store_true", help="run the CI quality gate against eval/thresholds.json")
     p.add_argument("--thresholds", default="eval/thresholds.json")

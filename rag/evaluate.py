@@ -59,6 +59,9 @@ class QuestionFailed(RagError):
 # --- gold set -------------------------------------------------------------------------------------------
 
 
+SPLITS = ("dev", "test")  # tune on dev; report on test, which nothing was chosen on
+
+
 @dataclass(frozen=True)
 class GoldItem:
     """One gold question. ``doc`` is a document id or its leading part; ``None`` means unanswerable.
@@ -68,6 +71,7 @@ class GoldItem:
     question: str
     doc: str | None
     must: tuple[tuple[str, ...], ...]
+    split: str = "dev"
 
     @property
     def answerable(self) -> bool:
@@ -109,7 +113,11 @@ def _parse_gold_line(line: str, where: str) -> GoldItem:
     doc = raw.get("doc")
     if doc is not None and (not isinstance(doc, str) or not doc.strip()):
         raise GoldFormatError(f"{where}: 'doc' must be a document id or null, got {doc!r}")
-    return GoldItem(id=raw["id"], question=raw["question"], doc=doc, must=_parse_must(raw.get("must", []), where))
+    split = raw.get("split", "dev")
+    if split not in SPLITS:
+        raise GoldFormatError(f"{where}: 'split' must be one of {', '.join(SPLITS)}, got {split!r}")
+    return GoldItem(id=raw["id"], question=raw["question"], doc=doc, must=_parse_must(raw.get("must", []), where),
+                    split=split)
 
 
 def _parse_must(must: Any, where: str) -> tuple[tuple[str, ...], ...]:
@@ -127,9 +135,10 @@ def _parse_must(must: Any, where: str) -> tuple[tuple[str, ...], ...]:
 
 
 def select_items(items: Sequence[GoldItem], ids: Iterable[str] | None = None,
-                 limit: int | None = None) -> list[GoldItem]:
-    """The items whose id is in ``ids`` (gold order kept), then the first ``limit``; unknown ids raise."""
-    selected = list(items)
+                 limit: int | None = None, split: str | None = None) -> list[GoldItem]:
+    """The items of ``split`` whose id is in ``ids`` (gold order kept), then the first ``limit``; unknown ids
+    raise."""
+    selected = [item for item in items if split is None or item.split == split]
     if ids is not None:
         wanted = set(ids)
         unknown = sorted(wanted - {item.id for item in items})
@@ -621,15 +630,16 @@ def compute_metrics(results: Sequence[QuestionResult], asked: bool = True) -> di
 def run_eval(settings: Settings, gold_path: Path | str, out_dir: Path | str, *, url: str | None = None,
              api_key: str | None = None, no_llm: bool = False, limit: int | None = None,
              ids: Sequence[str] | None = None, k: int = 5, progress: bool = True,
-             client: httpx.Client | None = None, service: Service | None = None) -> dict[str, Any]:
+             client: httpx.Client | None = None, service: Service | None = None,
+             split: str | None = None) -> dict[str, Any]:
     """Evaluate the gold set and write ``summary.json``, ``report.md`` and ``results.jsonl`` into
     ``out_dir``; return the summary. HTTP mode when ``url`` or ``client`` is given, else in process
     (``service``, or ``rag.service.build_service(settings)``)."""
     _check_args(k, limit)
     gold_path = Path(gold_path)
-    items = select_items(load_gold(gold_path), ids, limit)
+    items = select_items(load_gold(gold_path), ids, limit, split)
     if not items:
-        raise EvalError("no questions selected: --ids matched none")
+        raise EvalError("no questions selected: --ids and --split matched none")
     checker = SpanChecker(settings.corpus_dir, *default_span_functions())
     http = url is not None or client is not None
     started = time.perf_counter()
@@ -640,7 +650,7 @@ def run_eval(settings: Settings, gold_path: Path | str, out_dir: Path | str, *, 
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "mode": "http" if http else "in-process", "url": url, "no_llm": no_llm, "k": k,
         "gold": {"path": str(gold_path), "sha256": hashlib.sha256(gold_path.read_bytes()).hexdigest()},
-        "limit": limit, "ids": list(ids) if ids is not None else None,
+        "limit": limit, "ids": list(ids) if ids is not None else None, "split": split,
         "question_ids": [item.id for item in items],
         "duration_s": round(time.perf_counter() - started, 3),
         "metrics": compute_metrics(results, asked=not no_llm),
