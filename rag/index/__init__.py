@@ -1,0 +1,1 @@
+"""The index, in parts: the corpus store, the vector index (``vectors/``) and the lexical index."""
