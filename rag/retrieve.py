@@ -9,9 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.embed import Embedder
 from rag.errors import InvalidRequest
-from rag.normalize import to_simplified
+from rag.question import Question
 from rag.store import Index
 from rag.types import Hit
 
@@ -35,16 +34,12 @@ class Ranked:
     lexical: np.ndarray
 
 
-def search(index: Index, embedder: Embedder, query: str, top_k: int = 5, doc_ids: Sequence[str] | None = None,
-           config: RetrievalConfig = RetrievalConfig(), query_vector: np.ndarray | None = None) -> list[Hit]:
-    """The ``top_k`` best chunks for ``query``, best first."""
+def search(index: Index, question: Question, top_k: int = 5, doc_ids: Sequence[str] | None = None,
+           config: RetrievalConfig = RetrievalConfig()) -> list[Hit]:
+    """The ``top_k`` best chunks for ``question`` (its Simplified query and its vector), best first."""
     if top_k <= 0:
         raise InvalidRequest(f"top_k must be greater than 0. Currently, top_k is {top_k}")
-    if not query.strip():
-        raise InvalidRequest("query must not be empty")
-    simplified = to_simplified(query)
-    vector = query_vector if query_vector is not None else embedder.embed_query(simplified)
-    ranked = _candidates(index, vector, simplified, doc_ids, max(config.candidates, top_k))
+    ranked = _candidates(index, question.vector, question.simplified, doc_ids, max(config.candidates, top_k))
     fused = _FUSIONS[config.fusion](ranked, config)
     order = np.argsort(-fused, kind="stable")[:top_k]
     return [Hit(index.chunks[int(ranked.rows[i])], float(fused[i]), float(ranked.dense[i]),

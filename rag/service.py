@@ -17,8 +17,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from rag import cite as citing
 from rag import prompt as prompting
 from rag.config import Settings
@@ -28,7 +26,8 @@ from rag.evidence import EvidenceJudge
 from rag.generate import Completion, Generator, build_generator
 from rag.ingest import ingest_documents, ingest_paths
 from rag.load import EXTENSIONS, decode
-from rag.normalize import is_traditional, to_simplified, to_traditional
+from rag.normalize import to_simplified, to_traditional
+from rag.question import Question, analyse
 from rag.retrieve import RetrievalConfig, search
 from rag.store import DocRecord, Index
 from rag.types import Answer, Document, Hit, Sentence
@@ -51,6 +50,7 @@ class Plan:
     chat: list[dict[str, str]]
     refusal: str
     titles: str = ""
+    analysis: Question | None = None
 
 
 class ScriptWriter:
@@ -153,11 +153,11 @@ class RagService:
         s = self.settings
         return RetrievalConfig(s.fusion, s.rrf_k, s.dense_weight, s.candidates)
 
-    def search(self, query: str, top_k: int = 5, doc_ids: list[str] | None = None,
-               query_vector: np.ndarray | None = None) -> list[Hit]:
+    def search(self, query: str, top_k: int = 5, doc_ids: list[str] | None = None) -> list[Hit]:
         if len(query) > self.settings.max_question_chars:
             raise InvalidRequest(f"query has {len(query)} characters; the limit is {self.settings.max_question_chars}")
-        return search(self.index, self.embedder, query, top_k, doc_ids, self.retrieval_config(), query_vector)
+        index = self.index
+        return search(index, analyse(query, self.embedder), top_k, doc_ids, self.retrieval_config())
 
     # --- answer ------------------------------------------------------------------------------------
     def answer(self, messages: Sequence[dict[str, str]], max_tokens: int | None = None,
@@ -184,28 +184,27 @@ class RagService:
 
     def prepare(self, messages: Sequence[dict[str, str]]) -> Plan:
         """Everything before generation: retrieval, the evidence verdict, the chosen sentences, the prompt."""
-        question, query = self._question(messages)
-        traditional = is_traditional(question)
+        text, query = self._question(messages)
         index = self.index
-        query_s = to_simplified(query)
-        vector = self.embedder.embed_query(query_s)
-        hits = self.search(query, self.settings.context_chunks, query_vector=vector)
+        question = analyse(text, self.embedder, query)
+        traditional, query_s = question.traditional, question.simplified
+        hits = search(index, question, self.settings.context_chunks, config=self.retrieval_config())
         evidence = self._judge(index).assess(hits, query_s)
         if evidence.coverage < self.settings.min_coverage or evidence.best_dense < self.settings.min_dense_score:
             reason = (f"weak evidence: coverage {evidence.coverage:.2f} (missing {'、'.join(evidence.missing)}), "
                       f"dense {evidence.best_dense:.2f}")
-            return Plan(question, traditional, index, hits, [], [], reason)
+            return Plan(text, traditional, index, hits, [], [], reason, analysis=question)
         # Only documents that cover the question may supply evidence: a neighbour's figure is no answer.
         covering = evidence.covering(self.settings.min_coverage)
         hits = [h for h in hits if h.chunk.doc_id in covering]
         titles = {d: index.documents[d].title for d in covering}
         sentences = prompting.candidate_sentences(index, hits)
         # The places and years of the question picked the document; they say nothing about the sentence.
-        ranked = prompting.rank_sentences(sentences, query_s, vector, self.sentence_embedder, titles,
+        ranked = prompting.rank_sentences(sentences, query_s, question.vector, self.sentence_embedder, titles,
                                           index.lexical.idf, ignore=set(evidence.musts))
         chosen = prompting.select(ranked, self.settings.context_max_chars, self.settings.context_sentences)
-        chat = prompting.render(self.templates, chosen, question if query == question else query, titles)
-        return Plan(question, traditional, index, hits, chosen, chat, "", "\n".join(titles.values()))
+        chat = prompting.render(self.templates, chosen, text if query == text else query, titles)
+        return Plan(text, traditional, index, hits, chosen, chat, "", "\n".join(titles.values()), question)
 
     def _generate(self, chat: list[dict[str, str]], max_tokens: int | None, temperature: float | None,
                   traditional: bool, timings: dict[str, float], started: float) -> abc.Generator[str, None, Completion]:

@@ -10,6 +10,7 @@ import pytest
 from rag.cite import cite, numbers, says_not_found, support, unsupported_numbers, verify
 from rag.embed import FakeEmbedder
 from rag.prompt import candidate_sentences
+from rag.question import analyse
 from rag.retrieve import search
 from rag.store import Index
 from rag.types import Citation, Sentence
@@ -24,7 +25,7 @@ FOCUS = "要聚焦內涵發展,在提升辦學質量和水平上持續發力。"
 @pytest.fixture(scope="module")
 def sentences(index: Index) -> list[Sentence]:
     """The sentences of the doc 000 chunk that says 阳山县 ranked third."""
-    return candidate_sentences(index, search(index, FakeEmbedder(), "阳山县在清远市排名第三", 1))
+    return candidate_sentences(index, search(index, analyse("阳山县在清远市排名第三", FakeEmbedder()), 1))
 
 
 def by_start(sentences: list[Sentence], start: int) -> Sentence:
@@ -85,7 +86,7 @@ def test_every_candidate_sentence_verifies(index: Index) -> None:
     embedder = FakeEmbedder()
     checked = 0
     for query in ["阳山县在清远市排名第三", "山丹县教育改革", "东莞市教育", "教学成绩有突破", "辽源教育高质量发展"]:
-        for s in candidate_sentences(index, search(index, embedder, query, 5)):
+        for s in candidate_sentences(index, search(index, analyse(query, embedder), 5)):
             assert verify(s, index.sources), (s.doc_id, s.start, s.end)
             checked += 1
     assert checked > 100

@@ -10,6 +10,7 @@ import pytest
 from rag.embed import FakeEmbedder
 from rag.evidence import MUST_PENALTY, Evidence, EvidenceJudge, content_words
 from rag.normalize import to_simplified
+from rag.question import analyse
 from rag.retrieve import search
 from rag.store import Index
 
@@ -27,7 +28,7 @@ def judge(index: Index) -> EvidenceJudge:
 
 
 def assess(index: Index, judge: EvidenceJudge, question: str) -> Evidence:
-    hits = search(index, FakeEmbedder(), question, 5)
+    hits = search(index, analyse(question, FakeEmbedder()), 5)
     return judge.assess(hits, to_simplified(question))
 
 
@@ -99,7 +100,7 @@ def test_no_hits_means_no_evidence(judge: EvidenceJudge) -> None:
 
 
 def test_question_without_content_words_is_not_covered(index: Index, judge: EvidenceJudge) -> None:
-    hits = search(index, FakeEmbedder(), "请问是什么", 3)
+    hits = search(index, analyse("请问是什么", FakeEmbedder()), 3)
     evidence = judge.assess(hits, "请问是什么")
     assert (evidence.coverage, evidence.doc_id) == (0.0, "")
     assert evidence.best_dense == max(h.dense for h in hits)

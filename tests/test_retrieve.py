@@ -9,6 +9,8 @@ import pytest
 
 from rag.embed import FakeEmbedder
 from rag.errors import InvalidRequest
+from rag.normalize import is_traditional, to_simplified
+from rag.question import Question, analyse
 from rag.retrieve import RetrievalConfig, search
 from rag.store import Index
 from rag.types import Chunk
@@ -29,8 +31,8 @@ def embedder() -> FakeEmbedder:
 def test_traditional_and_simplified_queries_find_the_same_chunk(index: Index, embedder: FakeEmbedder,
                                                                 fusion: str) -> None:
     config = RetrievalConfig(fusion=fusion)
-    traditional = search(index, embedder, "陽山縣在清遠市排名第三", 5, config=config)
-    simplified = search(index, embedder, "阳山县在清远市排名第三", 5, config=config)
+    traditional = search(index, analyse("陽山縣在清遠市排名第三", embedder), 5, config=config)
+    simplified = search(index, analyse("阳山县在清远市排名第三", embedder), 5, config=config)
     top = traditional[0].chunk
     assert (top.chunk_id, top.doc_id, top.start, top.end) == (RANKED_THIRD, DOC_000, 451, 957)
     assert "陽山縣在清遠市八個縣(市、區)中排名第三" in top.text
@@ -41,7 +43,7 @@ def test_traditional_and_simplified_queries_find_the_same_chunk(index: Index, em
 
 @pytest.mark.parametrize("fusion", ["rrf", "weighted"])
 def test_hits_are_best_first(index: Index, embedder: FakeEmbedder, fusion: str) -> None:
-    hits = search(index, embedder, "东莞市教育", 10, config=RetrievalConfig(fusion=fusion))
+    hits = search(index, analyse("东莞市教育", embedder), 10, config=RetrievalConfig(fusion=fusion))
     assert len(hits) == 10
     scores = [h.score for h in hits]
     assert scores == sorted(scores, reverse=True)
@@ -51,7 +53,7 @@ def test_hits_are_best_first(index: Index, embedder: FakeEmbedder, fusion: str) 
 
 def test_hit_scores_are_the_dense_and_lexical_scores(index: Index, embedder: FakeEmbedder) -> None:
     query = "阳山县在清远市排名第三"
-    hit = search(index, embedder, query, 1)[0]
+    hit = search(index, analyse(query, embedder), 1)[0]
     row = index.chunks.index(hit.chunk)
     assert hit.dense == pytest.approx(float(index.vectors[row] @ embedder.embed_query(query)))
     assert hit.lexical == pytest.approx(float(index.lexical.scores(query)[row]))
@@ -59,24 +61,24 @@ def test_hit_scores_are_the_dense_and_lexical_scores(index: Index, embedder: Fak
 
 
 def test_doc_ids_filter(index: Index, embedder: FakeEmbedder) -> None:
-    hits = search(index, embedder, "阳山县在清远市排名第三", 5, doc_ids=[DOC_003])
+    hits = search(index, analyse("阳山县在清远市排名第三", embedder), 5, doc_ids=[DOC_003])
     assert len(hits) == 5 and {h.chunk.doc_id for h in hits} == {DOC_003}
-    hits = search(index, embedder, "阳山县在清远市排名第三", 100, doc_ids=[DOC_004, DOC_000])
+    hits = search(index, analyse("阳山县在清远市排名第三", embedder), 100, doc_ids=[DOC_004, DOC_000])
     assert sorted(h.chunk.chunk_id for h in hits) == sorted(c.chunk_id for c in index.chunks
                                                             if c.doc_id in (DOC_004, DOC_000))
     assert hits[0].chunk.chunk_id == RANKED_THIRD
-    assert search(index, embedder, "阳山县", 5, doc_ids=["no-such-doc.txt"]) == []
+    assert search(index, analyse("阳山县", embedder), 5, doc_ids=["no-such-doc.txt"]) == []
 
 
 def test_top_k_larger_than_the_index(index: Index, embedder: FakeEmbedder) -> None:
-    hits = search(index, embedder, "教育", 500)
+    hits = search(index, analyse("教育", embedder), 500)
     assert len(hits) == len(index.chunks) == 84
 
 
 @pytest.mark.parametrize("top_k", [0, -3])
 def test_top_k_must_be_positive(index: Index, embedder: FakeEmbedder, top_k: int) -> None:
     with pytest.raises(InvalidRequest) as info:
-        search(index, embedder, "阳山县", top_k)
+        search(index, analyse("阳山县", embedder), top_k)
     assert str(info.value) == f"top_k must be greater than 0. Currently, top_k is {top_k}"
     assert "top_k must be greater than 0" in str(info.value)
 
@@ -84,7 +86,7 @@ def test_top_k_must_be_positive(index: Index, embedder: FakeEmbedder, top_k: int
 @pytest.mark.parametrize("query", ["", "   ", "\n\u3000"])
 def test_empty_query_raises(index: Index, embedder: FakeEmbedder, query: str) -> None:
     with pytest.raises(InvalidRequest, match="^query must not be empty$"):
-        search(index, embedder, query, 5)
+        search(index, analyse(query, embedder), 5)
 
 
 # --- fusion on a hand-made index --------------------------------------------------------------------------------
@@ -95,10 +97,15 @@ def tiny_index() -> Index:
     return Index.build(chunks, vectors, {}, {}, {"embedder": {"name": "hand", "dim": 3}})
 
 
+def hand_question(text: str, vector: np.ndarray) -> Question:
+    """A question with a hand-made vector."""
+    return Question(text, text, to_simplified(text), is_traditional(text), (), vector)
+
+
 def test_rrf_fusion_scores() -> None:
     index = tiny_index()
     query_vector = np.array([1, 0, 0], np.float32)  # dense ranks: c0, c1, c2
-    hits = search(index, FakeEmbedder(3), "教育发展", 3, query_vector=query_vector)  # lexical: c1, c2, (c0: none)
+    hits = search(index, hand_question("教育发展", query_vector), 3)  # lexical: c1, c2, (c0: none)
     assert [h.chunk.chunk_id for h in hits] == ["c1", "c2", "c0"]
     assert [h.score for h in hits] == pytest.approx([1 / 62 + 1 / 61, 1 / 63 + 1 / 62, 1 / 61])
     assert [h.dense for h in hits] == pytest.approx([0.6, 0.0, 1.0])
@@ -110,7 +117,7 @@ def test_weighted_fusion_scores() -> None:
     query_vector = np.array([1, 0, 0], np.float32)
     lexical = index.lexical.scores("教育发展")
     config = RetrievalConfig(fusion="weighted", dense_weight=0.5)
-    hits = search(index, FakeEmbedder(3), "教育發展", 3, config=config, query_vector=query_vector)
+    hits = search(index, hand_question("教育發展", query_vector), 3, config=config)
     expected = {f"c{i}": 0.5 * d + 0.5 * lexical[i] / lexical.max() for i, d in enumerate([1.0, 0.6, 0.0])}
     assert [h.chunk.chunk_id for h in hits] == sorted(expected, key=lambda c: -expected[c])
     assert [h.score for h in hits] == pytest.approx(sorted(expected.values(), reverse=True))
@@ -118,8 +125,8 @@ def test_weighted_fusion_scores() -> None:
 
 
 def test_weighted_fusion_without_shared_terms_is_dense_only() -> None:
-    hits = search(tiny_index(), FakeEmbedder(3), "完全无关", 3, config=RetrievalConfig(fusion="weighted"),
-                  query_vector=np.array([0, 0, 1], np.float32))
+    hits = search(tiny_index(), hand_question("完全无关", np.array([0, 0, 1], np.float32)), 3,
+                  config=RetrievalConfig(fusion="weighted"))
     assert hits[0].chunk.chunk_id == "c2"
     assert {h.chunk.chunk_id for h in hits[1:]} == {"c0", "c1"}  # tied at 0: order unspecified
     assert [h.score for h in hits] == pytest.approx([0.5, 0.0, 0.0])
