@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import sys
@@ -12,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rag.config import Settings
-from rag.errors import NotReady, RagError
+from rag.errors import RagError
 
 log = logging.getLogger("rag")
 
@@ -33,20 +32,19 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
     from rag.embed import build_embedder
-    from rag.ingest import ingest_paths
     from rag.load import find_files
-    from rag.store import Index
+    from rag.writer import IndexWriter, LocalIndex
 
     paths = [Path(p) for p in args.paths] or [settings.corpus_dir]
     embedder = build_embedder(settings)
-    previous = None
-    if not args.rebuild:
-        with contextlib.suppress(NotReady):
-            previous = Index.load(settings.index_path)
     total = sum(1 for p in paths if p.exists() for _ in find_files(p))
+    # One writer at a time, across processes: a running server's uploads and this ingestion take turns,
+    # and each starts from the other's last saved index (the server reloads what this one saves).
+    writer = IndexWriter(settings.model_copy(update={"lock_timeout": args.wait}), embedder, LocalIndex())
     with tqdm(total=total, unit="doc", desc="ingest", disable=not sys.stderr.isatty()) as bar:
-        index, report = ingest_paths(paths, settings, embedder, previous, progress=bar.update)
-    index.save(settings.index_path)
+        report = writer.ingest(paths, rebuild=args.rebuild, progress=bar.update,
+                               on_wait=lambda holder: print(f"waiting up to {args.wait:.0f} s for the index lock "
+                                                            f"held by {holder}", file=sys.stderr))
     for s in report.skipped:
         print(f"skipped {s.doc_id}: {s.reason}")
     print(f"ingested: {report.summary()}")
@@ -138,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ingest", help="index documents (default: the corpus folder)")
     p.add_argument("paths", nargs="*")
     p.add_argument("--rebuild", action="store_true", help="ignore the existing index")
+    p.add_argument("--wait", type=float, default=600.0,
+                   help="seconds to wait while another process (a running server) writes the index")
     p.set_defaults(func=cmd_ingest)
     p = sub.add_parser("serve", help="run the HTTP service")
     p.add_argument("--host")

@@ -43,7 +43,17 @@ class Settings(BaseSettings):
     faiss_index: Literal["flat", "hnsw"] = Field("flat", description="Exact inner product, or HNSW "
                                                  "(approximate) for large corpora.")
     embed_batch_size: int = Field(16, ge=1, le=512, description="Passages embedded per batch.")
-    max_upload_bytes: int = Field(5_000_000, ge=1, description="Largest document accepted by upload.")
+    max_upload_bytes: int = Field(1_000_000, ge=1, le=100_000_000, description="Largest document accepted by "
+                                  "upload, in bytes; a larger body gets 413 before it is read.")
+    max_upload_chunks: int = Field(1000, ge=1, le=1_000_000, description="Largest document accepted by upload, "
+                                   "in chunks (embedding runs at about 10 chunks/s on 2 cores); checked before "
+                                   "any embedding.")
+    upload_queue_size: int = Field(8, ge=0, le=1000, description="Uploads and deletes allowed to wait for the "
+                                   "one index writer; more get 503.")
+    upload_wait_seconds: float = Field(3.0, ge=0, le=600, description="How long an upload or delete waits for its "
+                                       "job: done by then → 201/200, else 202 with the job.")
+    lock_timeout: float = Field(600.0, ge=0, le=86400, description="How long a write waits for another process "
+                                "(`rag ingest`) holding the index lock, in seconds.")
 
     # --- retrieval -------------------------------------------------------------------------------------
     fusion: Literal["rrf", "weighted"] = Field("rrf", description="How dense and lexical ranks combine.")
@@ -73,6 +83,12 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Bind address.")
     port: int = Field(8000, ge=1, le=65535, description="Bind port.")
     api_key: str | None = Field(None, description="When set, requests need `Authorization: Bearer <key>`.")
+    max_body_bytes: int = Field(1_000_000, ge=1024, le=100_000_000, description="Largest JSON request body, "
+                                "in bytes; a larger one gets 413 before it is read.")
+    allowed_hosts: str = Field("127.0.0.1,localhost,::1", description="Comma-separated `Host` names accepted "
+                               "(the bind host is always added); `*` accepts any. Guards against DNS rebinding.")
+    allowed_origins: str = Field("", description="Comma-separated origins (`http://host:port`) allowed to send "
+                                 "POST/DELETE besides the service's own; `*` allows any site.")
     queue_size: int = Field(4, ge=0, le=1000, description="Chat requests allowed to wait for the model; "
                             "more get 503.")
 

@@ -27,6 +27,13 @@ class Unauthorized(RagError):
     type = "authentication_error"
 
 
+class Forbidden(RagError):
+    """This request is not allowed from where it came (another site, or an unknown Host)."""
+
+    status_code = 403
+    type = "permission_error"
+
+
 class NotFound(RagError):
     """No such resource."""
 
@@ -48,6 +55,13 @@ class Busy(RagError):
     type = "server_busy"
 
 
+class IndexLocked(RagError):
+    """Another process is writing the index; retry when it has finished."""
+
+    status_code = 503
+    type = "index_locked"
+
+
 class NotReady(RagError):
     """The service is not ready: the index or the models are not loaded."""
 
@@ -60,6 +74,13 @@ class DocumentError(RagError):
 
     status_code = 422
     type = "document_error"
+
+
+class StorageError(RagError):
+    """A document or the index could not be written; nothing was changed."""
+
+    status_code = 500
+    type = "storage_error"
 
 
 class IndexMismatch(RagError):

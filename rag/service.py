@@ -8,7 +8,6 @@ similar enough; after generation, an answer with invented numbers or no supporti
 from __future__ import annotations
 
 import collections.abc as abc
-import hashlib
 import logging
 import re
 import threading
@@ -21,16 +20,16 @@ from rag import cite as citing
 from rag import prompt as prompting
 from rag.config import Settings
 from rag.embed import CachedEmbedder, Embedder, build_embedder
-from rag.errors import InvalidRequest, NotFound, NotReady, PayloadTooLarge
+from rag.errors import InvalidRequest, NotFound, NotReady
 from rag.evidence import EvidenceJudge
 from rag.generate import Completion, Generator, build_generator
-from rag.ingest import ingest_documents, ingest_paths
-from rag.load import EXTENSIONS, decode
 from rag.normalize import to_simplified, to_traditional
 from rag.question import Question, analyse
 from rag.retrieve import RetrievalConfig, search
 from rag.store import DocRecord, Index
-from rag.types import Answer, Document, Hit, Sentence
+from rag.types import Answer, Hit, Sentence
+from rag.writer import IndexWriter
+from rag.writer import sanitize_name as sanitize_name  # re-exported: part of this module's API
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +86,11 @@ class RagService:
         self._index = index
         self.templates = prompting.Templates.load(settings.prompts_dir)
         self.generation_lock = threading.Lock()
-        self._write_lock = threading.Lock()
         self._judge_cache: tuple[Index, EvidenceJudge] | None = None
         self.sentence_embedder = CachedEmbedder(embedder)
         if index is not None:
             index.check_embedder(embedder.name, embedder.dim)
+        self.writer = IndexWriter(settings, embedder, self)
 
     # --- index -------------------------------------------------------------------------------------
     @property
@@ -114,39 +113,26 @@ class RagService:
             raise NotFound(f"no document {doc_id!r} in the index")
         return index.documents[doc_id], index.sources[doc_id]
 
+    # --- writes (one writer, across processes: ``rag.writer``) ---------------------------------------
+    @property
+    def loaded_index(self) -> Index | None:
+        return self._index
+
+    def swap_index(self, index: Index | None) -> None:
+        """Make ``index`` the one requests read: one reference assignment, so readers never wait."""
+        if index is not None:
+            index.check_embedder(self.embedder.name, self.embedder.dim)
+        self._index = index
+
     def ingest_folder(self, paths: Sequence[Path]) -> None:
-        with self._write_lock:
-            index, _ = ingest_paths(paths, self.settings, self.embedder, self._index)
-            index.save(self.settings.index_path)
-            self._index = index
+        self.writer.ingest(paths)
 
     def add_document(self, name: str, data: bytes) -> DocRecord:
         """Store an uploaded file in the corpus folder and index it, live."""
-        doc_id = sanitize_name(name)
-        if len(data) > self.settings.max_upload_bytes:
-            raise PayloadTooLarge(f"{doc_id} has {len(data):,} bytes; the limit is "
-                                  f"{self.settings.max_upload_bytes:,}")
-        text = decode(data, doc_id)
-        doc = Document(doc_id, text, hashlib.sha256(data).hexdigest())
-        with self._write_lock:
-            root = self.settings.corpus_dir.resolve()
-            index, _ = ingest_documents([doc], {doc_id: str(root)}, self.settings, self.embedder, self._index)
-            index.save(self.settings.index_path)  # the index first: a failed save loses nothing
-            root.mkdir(parents=True, exist_ok=True)
-            (root / doc_id).write_bytes(data)
-            self._index = index
-        return index.documents[doc_id]
+        return self.writer.add(self.writer.prepare(name, data), data)
 
     def delete_document(self, doc_id: str) -> None:
-        with self._write_lock:
-            if self._index is None or doc_id not in self._index.documents:
-                raise NotFound(f"no document {doc_id!r} in the index")
-            record = self._index.documents[doc_id]
-            index, _ = ingest_documents([], {}, self.settings, self.embedder, self._index, remove={doc_id})
-            index.save(self.settings.index_path)
-            self._index = index
-            if record.root:
-                (Path(record.root) / doc_id).unlink(missing_ok=True)
+        self.writer.delete(doc_id)
 
     # --- search ------------------------------------------------------------------------------------
     def retrieval_config(self) -> RetrievalConfig:
@@ -282,15 +268,6 @@ def validate_messages(messages: Sequence[dict[str, str]], max_chars: int) -> Non
             raise InvalidRequest(f"messages[{i}].content has {len(m['content'])} characters; the limit is {max_chars}")
     if messages[-1]["role"] != "user" or not messages[-1]["content"].strip():
         raise InvalidRequest("the last message must be a non-empty user message")
-
-
-def sanitize_name(name: str) -> str:
-    """A safe file name for an upload: no folders, no traversal, a known extension."""
-    base = Path(name.replace("\\", "/")).name.strip()
-    base = re.sub(r"[^\w.\-\u3400-\u9fff]+", "_", base).lstrip(".")
-    if not base or Path(base).suffix.lower() not in EXTENSIONS:
-        raise InvalidRequest(f"file name {name!r} is not accepted: use a .txt or .md file")
-    return base
 
 
 def build_service(settings: Settings) -> RagService:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,9 @@ from rag.ingest import ingest_paths
 from rag.store import Index
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Starlette's TestClient sends `Host: testserver`; the service serves only the hosts it is told to.
+os.environ.setdefault("RAG_ALLOWED_HOSTS", "127.0.0.1,localhost,::1,testserver")
 
 
 @pytest.fixture

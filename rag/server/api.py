@@ -5,6 +5,7 @@ Pydantic lives here only, at the edge; inside, the frozen dataclasses of ``rag.t
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import threading
@@ -13,14 +14,18 @@ import uuid
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
+import anyio
 from fastapi import APIRouter, Depends, File, Request, UploadFile
-from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile as FormFile
 
-from rag.errors import Busy, InvalidRequest, PayloadTooLarge, Unauthorized
+from rag.errors import Busy, InvalidRequest, PayloadTooLarge
+from rag.jobs import Job, JobQueue
 from rag.service import RagService
+from rag.store import DocRecord
 from rag.types import Answer, Citation
 
 
@@ -34,6 +39,18 @@ class ChatMessage(BaseModel):
         if isinstance(self.content, str):
             return self.content
         return "".join(str(part.get("text", "")) for part in self.content if part.get("type") == "text")
+
+    @field_validator("content")
+    @classmethod
+    def _no_lone_surrogates(cls, content: str | list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+        """JSON can spell a lone UTF-16 surrogate (``"\\udc00"``); it is no character, so no text to answer."""
+        text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"contains a lone surrogate U+{ord(text[exc.start]):04X} at {exc.start}: "
+                             "not valid Unicode text") from None
+        return content
 
 
 class ChatRequest(BaseModel):
@@ -94,6 +111,50 @@ class DocumentList(BaseModel):
     data: list[DocumentOut]
 
 
+class DeletedOut(BaseModel):
+    id: str
+    object: Literal["document"] = "document"
+    deleted: bool = True
+
+
+class ErrorBody(BaseModel):
+    type: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    """The one error envelope."""
+
+    error: ErrorBody
+
+
+class ProgressOut(BaseModel):
+    done: int
+    total: int
+
+
+class JobOut(BaseModel):
+    """An upload or delete running in the background: ``progress`` counts chunks embedded."""
+
+    id: str
+    status: Literal["queued", "running", "done", "failed"]
+    progress: ProgressOut
+    document: DocumentOut | None
+    error: ErrorBody | None
+
+
+def document_out(d: DocRecord) -> DocumentOut:
+    return DocumentOut(id=d.doc_id, title=d.title, characters=d.characters, chunks=d.chunks, sha256=d.sha256,
+                       ingested_at=d.ingested_at)
+
+
+def job_out(job: Job) -> JobOut:
+    error = ErrorBody(type=job.error.type, message=str(job.error)) if job.error is not None else None
+    document = document_out(job.result) if isinstance(job.result, DocRecord) else None
+    return JobOut(id=job.id, status=job.status, progress=ProgressOut(done=job.done, total=job.total),
+                  document=document, error=error)
+
+
 # --- the generation gate -----------------------------------------------------------------------------
 class Gate:
     """Admits one running generation plus ``queue_size`` waiting; past that, ``Busy`` (503)."""
@@ -120,10 +181,24 @@ def get_service(request: Request) -> RagService:
     return service
 
 
-def check_key(request: Request) -> None:
-    key = request.app.state.settings.api_key
-    if key and request.headers.get("authorization", "") != f"Bearer {key}":
-        raise Unauthorized()
+def get_jobs(request: Request) -> JobQueue:
+    jobs: JobQueue = request.app.state.jobs
+    return jobs
+
+
+async def settle(job: Job, wait: float) -> Job:
+    """Wait up to ``wait`` seconds for ``job`` without holding a thread."""
+    deadline = time.monotonic() + wait
+    pause = 0.005
+    while not job.finished.is_set() and time.monotonic() < deadline:
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.05)
+    return job
+
+
+def accepted(job: Job) -> JSONResponse:
+    """202: the write goes on in the background; poll ``Location``."""
+    return JSONResponse(job_out(job).model_dump(), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
 
 
 def _citations(answer: Answer) -> list[dict[str, Any]]:
@@ -144,9 +219,22 @@ def _sse(payload: dict[str, Any]) -> str:
 
 
 # --- routes ------------------------------------------------------------------------------------------
-router = APIRouter()
-v1 = APIRouter(prefix="/v1", dependencies=[Depends(check_key)])
+# Every route may answer with the error envelope; the API key and body limits are checked by the guard.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "Bad request (invalid body, parameters or document name)"},
+    "default": {"model": ErrorOut, "description": "An error: 401 key, 403 cross-site, 404, 413 too large, "
+                "422 unreadable document, 503 busy or not ready (with Retry-After), 500 server fault"},
+}
+router = APIRouter(responses=ERRORS)
+v1 = APIRouter(prefix="/v1", responses=ERRORS)
 Service = Annotated[RagService, Depends(get_service)]
+Jobs = Annotated[JobQueue, Depends(get_jobs)]
+
+
+@router.head("/health")
+def health_head() -> Response:
+    """The headers of ``GET /health`` (for `curl -I` and load balancers), no body."""
+    return Response(status_code=200, media_type="application/json")
 
 
 @router.get("/health")
@@ -190,14 +278,41 @@ async def chat(body: ChatRequest, request: Request, service: Service) -> Any:
         return StreamingResponse(session.events, media_type="text/event-stream",
                                  background=BackgroundTask(session.close))
     try:
-        answer = await run_in_threadpool(lambda: [i for i in stream if isinstance(i, Answer)][-1]
-                                         if not isinstance(first, Answer) else first)
+        answer = await collect_unless_gone(request, first, stream)
     finally:
         gate.leave()
+    if answer is None:
+        return Response(status_code=499)  # the client hung up; nobody reads this
     return {**_envelope("chat.completion", service.generator.name),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
                          "finish_reason": "stop"}],
             "usage": _usage(answer), "citations": _citations(answer), "refused": answer.refused}
+
+
+async def collect_unless_gone(request: Request, first: str | Answer, stream: Iterator[str | Answer]) -> Answer | None:
+    """The final ``Answer`` of ``stream``; ``None`` when the client hangs up first, in which case the
+    generation is stopped at its next token and the model is free for the next request."""
+    gone = threading.Event()
+
+    def consume() -> Answer | None:
+        item = first
+        while not isinstance(item, Answer):
+            if gone.is_set():
+                stream.close()  # type: ignore[attr-defined]
+                return None
+            item = next(stream)
+        return item
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        gone.set()
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(watch)
+        answer = await run_in_threadpool(consume)
+        tasks.cancel_scope.cancel()
+    return answer
 
 
 class StreamSession:
@@ -253,33 +368,56 @@ class StreamSession:
 
 @v1.get("/documents", response_model=DocumentList)
 def list_documents(service: Service) -> DocumentList:
-    return DocumentList(data=[DocumentOut(id=d.doc_id, title=d.title, characters=d.characters, chunks=d.chunks,
-                                          sha256=d.sha256, ingested_at=d.ingested_at) for d in service.documents()])
+    return DocumentList(data=[document_out(d) for d in service.documents()])
 
 
 @v1.get("/documents/{doc_id:path}/text", response_model=DocumentText)
 def document_text(doc_id: str, service: Service) -> DocumentText:
     """The text that citation and chunk offsets refer to, with the document's metadata."""
     d, text = service.document_text(doc_id)
-    return DocumentText(id=d.doc_id, title=d.title, characters=d.characters, chunks=d.chunks, sha256=d.sha256,
-                        ingested_at=d.ingested_at, text=text)
+    return DocumentText(**document_out(d).model_dump(), text=text)
 
 
-@v1.post("/documents", response_model=DocumentOut, status_code=201)
-async def upload_document(service: Service, file: UploadFile = File(...)) -> DocumentOut:  # noqa: B008
-    """Upload one ``.txt``/``.md`` file; it is indexed at once, no restart needed."""
+@v1.post("/documents", response_model=DocumentOut, status_code=201,
+         responses={202: {"model": JobOut, "description": "Still indexing: poll `Location` (/v1/jobs/{id})"}})
+async def upload_document(request: Request, service: Service, jobs: Jobs,
+                          file: UploadFile = File(...)) -> Any:  # noqa: B008
+    """Upload one ``.txt``/``.md`` file. 201 with the document when indexed within `RAG_UPLOAD_WAIT_SECONDS`,
+    else 202 with a job to poll; an error envelope when it fails."""
+    files = [v for _, v in (await request.form()).multi_items() if isinstance(v, FormFile)]
+    if len(files) > 1:
+        raise InvalidRequest(f"send one file per upload; this one has {len(files)}: "
+                             f"{', '.join(repr(f.filename) for f in files)}")
     limit = service.settings.max_upload_bytes
     data = await file.read(limit + 1)
     if len(data) > limit:
         raise PayloadTooLarge(f"the upload is larger than the limit of {limit:,} bytes")
     if not file.filename:
         raise InvalidRequest("the upload has no file name")
-    d = await run_in_threadpool(service.add_document, file.filename, data)
-    return DocumentOut(id=d.doc_id, title=d.title, characters=d.characters, chunks=d.chunks, sha256=d.sha256,
-                       ingested_at=d.ingested_at)
+    doc = await run_in_threadpool(service.writer.prepare, file.filename, data)
+    job = await settle(jobs.submit("upload", lambda job: service.writer.add(doc, data, job)),
+                       service.settings.upload_wait_seconds)
+    if job.status == "failed" and job.error is not None:
+        raise job.error
+    if job.status == "done":
+        return JSONResponse(document_out(job.result).model_dump(), status_code=201)
+    return accepted(job)
 
 
-@v1.delete("/documents/{doc_id:path}")
-def delete_document(doc_id: str, service: Service) -> dict[str, Any]:
-    service.delete_document(doc_id)
-    return {"id": doc_id, "object": "document", "deleted": True}
+@v1.delete("/documents/{doc_id:path}", response_model=DeletedOut,
+           responses={202: {"model": JobOut, "description": "Still removing: poll `Location` (/v1/jobs/{id})"}})
+async def delete_document(doc_id: str, service: Service, jobs: Jobs) -> Any:
+    """Remove a document from the index and the corpus folder (200), or 202 with a job to poll."""
+    job = await settle(jobs.submit("delete", lambda job: service.writer.delete(doc_id, job)),
+                       service.settings.upload_wait_seconds)
+    if job.status == "failed" and job.error is not None:
+        raise job.error
+    if job.status == "done":
+        return DeletedOut(id=doc_id)
+    return accepted(job)
+
+
+@v1.get("/jobs/{job_id}", response_model=JobOut)
+def get_job(job_id: str, jobs: Jobs) -> JobOut:
+    """An upload or delete job: ``queued``, ``running`` (``progress``: chunks embedded), ``done`` or ``failed``."""
+    return job_out(jobs.get(job_id))

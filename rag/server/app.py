@@ -5,24 +5,23 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from rag import __version__
-from rag.server.api import Gate, router, v1
 from rag.config import Settings
 from rag.errors import RagError
+from rag.jobs import JobQueue
+from rag.server.api import Gate, router, v1
+from rag.server.guard import Guard, error_response, rag_error_response
 from rag.service import RagService, build_service
 
 log = logging.getLogger(__name__)
-
-
-def error_response(status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    """The one error envelope, as the OpenAI API shapes it."""
-    return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status, headers=headers)
 
 
 def create_app(settings: Settings | None = None, service: RagService | None = None) -> FastAPI:
@@ -31,9 +30,16 @@ def create_app(settings: Settings | None = None, service: RagService | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.service = service or build_service(settings)
-        _warm_up(app.state.service)
-        yield
+        app.state.service = live = service or build_service(settings)
+        live.writer.refresh()  # settle a write a crash interrupted, catch up with `rag ingest`
+        # Index writes run on one worker thread, never on the request threads that reads need.
+        app.state.jobs = JobQueue(settings.upload_queue_size, idle=live.writer.refresh)
+        app.state.jobs.start()
+        _warm_up(live)
+        try:
+            yield
+        finally:
+            app.state.jobs.stop()
 
     app = FastAPI(title="rag", version=__version__, lifespan=lifespan,
                   description="Local, offline question answering over Chinese documents.")
@@ -42,7 +48,23 @@ def create_app(settings: Settings | None = None, service: RagService | None = No
     app.include_router(router)
     app.include_router(v1)
     _install_error_handlers(app)
+    app.add_middleware(Guard, settings=settings)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The schema, saying what the service does: invalid requests get 400 with the error envelope,
+    where FastAPI's default schema promises 422."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                operation.get("responses", {}).pop("422", None)
+        schema.get("components", {}).get("schemas", {}).pop("HTTPValidationError", None)
+        schema.get("components", {}).get("schemas", {}).pop("ValidationError", None)
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def _warm_up(service: RagService) -> None:
@@ -58,8 +80,7 @@ def _warm_up(service: RagService) -> None:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RagError)
     async def rag_error(_: Request, exc: RagError) -> JSONResponse:
-        headers = {503: {"Retry-After": "5"}, 401: {"WWW-Authenticate": "Bearer"}}.get(exc.status_code)
-        return error_response(exc.status_code, exc.type, str(exc), headers)
+        return rag_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,4 +1,4 @@
-"""Tests for the HTTP layer (``rag.server.api`` routes, ``rag.server.app`` factory and error handlers) with the fakes."""
+"""Tests for the HTTP layer (``rag.server.api`` routes, ``rag.server.app`` factory, error handlers), with fakes."""
 
 from __future__ import annotations
 
@@ -18,13 +18,13 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from rag.server.app import create_app
 from rag.config import Settings
 from rag.embed import FakeEmbedder
 from rag.generate import Completion, FakeGenerator
 from rag.ingest import ingest_paths
 from rag.load import read_document
 from rag.normalize import clean, to_simplified, to_traditional
+from rag.server.app import create_app
 from rag.service import RagService
 from rag.store import Index
 
