@@ -5,12 +5,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: serve test setup install models index lint bench eval clean-index
+.PHONY: serve test setup install models index browser lint bench eval clean-index
 
 serve: setup
 	$(BIN)/rag serve
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest
 
 setup: index
@@ -29,6 +29,10 @@ models: install
 
 index: models
 	$(BIN)/rag ingest corpus
+
+# The page's browser tests drive Debian's chromium (never a downloaded browser) and need a CJK font.
+browser:
+	@sh scripts/browser_deps.sh
 
 lint: install
 	$(BIN)/ruff check rag tests eval scripts

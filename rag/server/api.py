@@ -286,7 +286,8 @@ async def chat(body: ChatRequest, request: Request, service: Service) -> Any:
     return {**_envelope("chat.completion", service.generator.name),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
                          "finish_reason": "stop"}],
-            "usage": _usage(answer), "citations": _citations(answer), "refused": answer.refused}
+            "usage": _usage(answer), "citations": _citations(answer), "refused": answer.refused,
+            "reason": answer.reason}
 
 
 async def collect_unless_gone(request: Request, first: str | Answer, stream: Iterator[str | Answer]) -> Answer | None:
@@ -357,7 +358,7 @@ class StreamSession:
                         yield _sse(choice({"content": item.text}))
                     final = choice({}, "stop")
                     yield _sse({**final, "citations": _citations(item), "refused": item.refused,
-                                "usage": _usage(item)})
+                                "reason": item.reason, "usage": _usage(item)})
                 else:
                     streamed = True
                     yield _sse(choice({"content": item}))

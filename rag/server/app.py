@@ -19,6 +19,7 @@ from rag.errors import RagError
 from rag.jobs import JobQueue
 from rag.server.api import Gate, router, v1
 from rag.server.guard import Guard, error_response, rag_error_response
+from rag.server.page import mount_page
 from rag.service import RagService, build_service
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None, service: RagService | None = No
     app.state.gate = Gate(settings.queue_size)
     app.include_router(router)
     app.include_router(v1)
+    mount_page(app)
     _install_error_handlers(app)
     app.add_middleware(Guard, settings=settings)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -39,7 +39,7 @@ UNANSWERABLE = "火星基地的预算是多少？"
 # Answered from the Simplified doc 003: the answer is converted to Traditional ("布局" → "佈局").
 TRADITIONAL_FROM_SIMPLIFIED = "如何推進中小學幼兒園資源佈局持續優化？"
 
-CHAT_KEYS = {"id", "object", "created", "model", "choices", "usage", "citations", "refused"}
+CHAT_KEYS = {"id", "object", "created", "model", "choices", "usage", "citations", "refused", "reason"}
 CITATION_KEYS = {"doc_id", "start", "end", "text", "section"}
 RESULT_KEYS = {"doc_id", "chunk_id", "start", "end", "section", "text", "score"}
 DOCUMENT_KEYS = {"id", "title", "characters", "chunks", "sha256", "ingested_at"}
@@ -264,7 +264,7 @@ def test_chat_completion_shape_and_citations(client: TestClient, settings: Setti
     usage = body["usage"]
     assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
-    assert body["refused"] is False
+    assert body["refused"] is False and body["reason"] == ""
     citations = body["citations"]
     assert citations
     for c in citations:
@@ -308,6 +308,7 @@ def test_unanswerable_question_is_refused(client: TestClient) -> None:
     assert set(body) == CHAT_KEYS
     assert body["refused"] is True
     assert body["citations"] == []
+    assert "coverage" in body["reason"]  # which check refused, for the page to explain
     assert body["choices"][0]["message"] == {"role": "assistant", "content": REFUSAL}
     assert body["choices"][0]["finish_reason"] == "stop"
 
@@ -341,7 +342,8 @@ def check_stream(response: httpx.Response) -> tuple[list[dict[str, Any]], dict[s
     assert isinstance(final["refused"], bool)
     for c in chunks[:-1]:
         assert c["choices"][0]["finish_reason"] is None
-        assert "citations" not in c and "refused" not in c
+        assert "citations" not in c and "refused" not in c and "reason" not in c
+    assert isinstance(final["reason"], str) and bool(final["reason"]) == final["refused"]
     return chunks, final
 
 

@@ -1,0 +1,62 @@
+// Interface wording: plain-Chinese refusal reasons, citation labels, numbers and dates.
+
+const REASONS = [
+  [/missing ([^)）,，]*[^\s)）,，])/i, (m) => `文档里找不到问题中的关键内容：${m[1].trim()}。`],
+  [/dense|similar/i, () => "没有与问题足够相似的段落。"],
+  [/coverage/i, () => "文档里找不到能回答这个问题的内容。"],
+  [/how many|quantity/i, () => "问题问的是数量，但回答里没有数字。"],
+  [/number/i, () => "回答中的数字在文档里找不到，为避免编造，不作回答。"],
+  [/ground/i, () => "回答的内容在文档里找不到依据。"],
+  [/found no answer|model/i, () => "模型在检索到的段落中没有找到答案。"],
+  [/support|sentence/i, () => "没有哪一句原文能支持这个回答。"],
+];
+
+/** The reason of a refusal in plain Chinese; `reason` is the server's technical note (may be empty). */
+export function refusalReason(reason) {
+  const text = String(reason || "");
+  for (const [pattern, say] of REASONS) {
+    const match = pattern.exec(text);
+    if (match) return say(match);
+  }
+  return "已收录的文档中没有足够的依据回答这个问题。";
+}
+
+/** "第 3 页" / "第 3–5 页" / "" for a citation's optional page fields. */
+export function pageLabel(citation) {
+  const { page, page_end: end } = citation || {};
+  if (page == null) return "";
+  return end != null && end !== page ? `第 ${page}–${end} 页` : `第 ${page} 页`;
+}
+
+/** Section path for display ("一、总体情况 > （一）学校"), or a dash when the passage has none. */
+export function sectionLabel(section) {
+  return section && section.trim() ? section : "（无章节）";
+}
+
+/** "12,345 字 · 40 段 · 2026-11-24 10:03" for a document record. */
+export function documentMeta(doc) {
+  const when = formatTime(doc.ingested_at);
+  return [`${Number(doc.characters).toLocaleString("zh-CN")} 字`, `${doc.chunks} 段`, when].filter(Boolean).join(" · ");
+}
+
+/** An ISO time as local "YYYY-MM-DD HH:MM"; the raw value when it does not parse. */
+export function formatTime(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return String(iso);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+/** The message of an error envelope {"error": {"type", "message"}}, or a fallback naming the status. */
+export function errorMessage(body, status) {
+  const message = body && body.error && body.error.message;
+  return message ? String(message) : `请求失败（HTTP ${status}）`;
+}
+
+/** The text a refused streamed answer should show: the server appends the refusal after a blank line. */
+export function refusalText(streamed) {
+  const text = String(streamed).trim();
+  const cut = text.lastIndexOf("\n\n");
+  return cut >= 0 ? text.slice(cut + 2).trim() : text;
+}
