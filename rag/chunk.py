@@ -27,6 +27,7 @@ HEADINGS: tuple[tuple[int, re.Pattern[str]], ...] = (
 TITLE_LEVEL = 3
 _TITLE_MAX = 40
 _SENTENCE_ENDS = "。！？；!?;"
+_WORDY = re.compile(r"[\u3400-\u9fffA-Za-z]")
 _CLAUSE_ENDS = "，,、："
 
 
@@ -47,19 +48,31 @@ class _Piece:
         return self.end - self.start
 
 
-def heading(line: str, doc_title_lines: frozenset[str] = frozenset()) -> tuple[float, str] | None:
-    """``(level, title)`` when ``line`` opens a section, else None."""
+def heading(line: str, doc_title_lines: frozenset[str] = frozenset(), structural: int = 0) -> tuple[float, str] | None:
+    """``(level, title)`` when ``line`` opens a section, else None. ``structural`` is the level (1–9) the
+    file's markup gives the line (Word heading style, ``<hN>``, ``#``), 0 when none."""
     for level, pattern in HEADINGS:
         if pattern.match(line):
             title = re.split(r"[。！？；：:]", line, maxsplit=1)[0]
             return level, title[:_TITLE_MAX]
-    if _is_section_title(line) and line not in doc_title_lines:
+    if line in doc_title_lines:
+        return None
+    if structural:  # between 第X节 and 一、, in the markup's order: <h2> holds <h3>
+        return structural_level(structural), line[:_TITLE_MAX]
+    if _is_section_title(line):
         return TITLE_LEVEL, line
     return None
 
 
+def structural_level(markup_level: int) -> float:
+    """The chunker level of a heading the markup marks (and no numbering names): 2.1 for level 1…"""
+    return TITLE_LEVEL - 1 + min(markup_level, 9) / 10
+
+
 def _is_section_title(line: str) -> bool:
-    return 0 < len(line) <= _TITLE_MAX and not re.search(r"[。！？；!?;，,：:]", line)
+    """A short line without sentence marks: an unnumbered title (a table row ``a | b`` is not one)."""
+    return 0 < len(line) <= _TITLE_MAX and not re.search(r"[。！？；!?;，,：:]| \| ", line) and \
+        bool(_WORDY.search(line))
 
 
 def chunk_document(doc: CleanDocument, config: ChunkerConfig = ChunkerConfig()) -> list[Chunk]:
@@ -73,13 +86,14 @@ def chunk_document(doc: CleanDocument, config: ChunkerConfig = ChunkerConfig()) 
 def _sections(doc: CleanDocument) -> list[_Piece]:
     """One piece per section: from its heading line to the next heading."""
     title_lines = frozenset(title_lines_of(doc.clean))
+    marked = dict(doc.headings)
     stack: list[tuple[float, str]] = []
     pieces: list[_Piece] = []
     start, pos = 0, 0
     path: tuple[str, ...] = ()
     previous_was_title = False
     for line in doc.clean.split("\n"):
-        found = heading(line, title_lines)
+        found = heading(line, title_lines, marked.get(doc.offsets[pos], 0) if line else 0)
         if found:
             level, title = found
             if level == TITLE_LEVEL and previous_was_title:
@@ -198,7 +212,9 @@ def _to_chunk(doc: CleanDocument, p: _Piece) -> Chunk:
     orig_start, orig_end = doc.span(start, end)
     text = doc.clean[start:end]
     digest = hashlib.sha1(f"{doc.doc_id}\0{orig_start}\0{orig_end}\0{text}".encode()).hexdigest()[:16]
-    return Chunk(chunk_id=digest, doc_id=doc.doc_id, start=orig_start, end=orig_end, section=p.path,
+    # Text before the first heading, and a document without headings, sits under the document's title.
+    section = p.path or ((doc.title,) if doc.title else ())
+    return Chunk(chunk_id=digest, doc_id=doc.doc_id, start=orig_start, end=orig_end, section=section,
                  text=text, simplified=doc.simplified[start:end], title=doc.title,
                  clean_start=start, clean_end=end)
 

@@ -32,7 +32,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
     from rag.embed import build_embedder
-    from rag.load import find_files
+    from rag.formats import find_files
     from rag.writer import IndexWriter, LocalIndex
 
     paths = [Path(p) for p in args.paths] or [settings.corpus_dir]

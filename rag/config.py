@@ -54,6 +54,9 @@ class Settings(BaseSettings):
                                        "job: done by then → 201/200, else 202 with the job.")
     lock_timeout: float = Field(600.0, ge=0, le=86400, description="How long a write waits for another process "
                                 "(`rag ingest`) holding the index lock, in seconds.")
+    max_pages: int = Field(2000, ge=1, le=100_000, description="PDFs with more pages are rejected.")
+    max_unpacked_bytes: int = Field(200_000_000, ge=1_000, le=10_000_000_000,
+                                    description="A .docx that unpacks to more bytes is rejected (zip bomb).")
 
     # --- retrieval -------------------------------------------------------------------------------------
     fusion: Literal["rrf", "weighted"] = Field("rrf", description="How dense and lexical ranks combine.")

@@ -41,7 +41,8 @@ class Embedder(Protocol):
 
 def passage_text(chunk: Chunk) -> str:
     """What is embedded for a chunk: its document title and section path give it context."""
-    head = " > ".join(x for x in (chunk.title, *chunk.section) if x)
+    section = chunk.section[1:] if chunk.section[:1] == (chunk.title,) else chunk.section  # title once
+    head = " > ".join(x for x in (chunk.title, *section) if x)
     return to_simplified(head) + "\n" + chunk.simplified if head else chunk.simplified
 
 

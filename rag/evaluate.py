@@ -362,13 +362,13 @@ def _read_utf8(path: Path, _doc_id: str) -> str:
 
 
 def default_span_functions() -> tuple[Reader, Cleaner | None]:
-    """``rag.load``'s decoder (plain UTF-8 when it is missing) and ``rag.normalize.clean`` (``None``
+    """``rag.formats``' reader (plain UTF-8 when it is missing) and ``rag.normalize.clean`` (``None``
     when missing: without the ingest cleaner a span cannot be re-derived, so it is not checked)."""
     reader: Reader = _read_utf8
     try:
-        read_document = importlib.import_module("rag.load").read_document
+        read_document = importlib.import_module("rag.formats").read_document
     except ImportError:
-        log.warning("rag.load is not importable; reading cited files as plain UTF-8")
+        log.warning("rag.formats is not importable; reading cited files as plain UTF-8")
     else:
         def reader(path: Path, doc_id: str) -> str:
             return str(read_document(path, doc_id).text)

@@ -1,4 +1,4 @@
-"""Ingest: run load → normalize → chunk → embed for a set of files and produce a new ``Index``.
+"""Ingest: run formats → normalize → chunk → embed for a set of files and produce a new ``Index``.
 
 Incremental: a document whose bytes and chunker settings are unchanged keeps its chunks and vectors
 (no embedding work); a changed document replaces its chunks; a document gone from an ingested folder
@@ -19,7 +19,7 @@ import numpy as np
 from rag.chunk import ChunkerConfig, chunk_document
 from rag.config import Settings
 from rag.embed import Embedder, passage_text
-from rag.load import Skipped, load_documents
+from rag.formats import Limits, Skipped, load_documents
 from rag.normalize import clean_document
 from rag.store import DocRecord, Index
 from rag.types import Chunk, Document
@@ -51,6 +51,10 @@ class IngestReport:
                 f"{self.chunks_per_second:.1f} chunks/s")
 
 
+def limits(settings: Settings) -> Limits:
+    return Limits(max_pages=settings.max_pages, max_unpacked_bytes=settings.max_unpacked_bytes)
+
+
 def chunker_config(settings: Settings) -> ChunkerConfig:
     return ChunkerConfig(max_chars=settings.chunk_max_chars, min_chars=settings.chunk_min_chars)
 
@@ -62,7 +66,7 @@ def ingest_paths(paths: Sequence[Path], settings: Settings, embedder: Embedder, 
     With ``prune``, documents that ``previous`` had from one of these folders but are no longer there
     leave the index.
     """
-    documents, skipped = load_documents(paths)
+    documents, skipped = load_documents(paths, limits(settings))
     roots = {doc.doc_id: str(root.resolve()) for root in paths for doc in documents if _under(doc, root)}
     gone: set[str] = set()
     if prune and previous is not None:
@@ -127,7 +131,8 @@ def _process(doc: Document, config: ChunkerConfig, embedder: Embedder,
     vectors = embedder.embed_documents([passage_text(c) for c in chunks]) if chunks else \
         np.zeros((0, embedder.dim), np.float32)
     record = DocRecord(doc_id=doc.doc_id, title=clean.title, characters=len(doc.text), chunks=len(chunks),
-                       sha256=doc.sha256, ingested_at=datetime.now(UTC).isoformat(timespec="seconds"), root=root)
+                       sha256=doc.sha256, ingested_at=datetime.now(UTC).isoformat(timespec="seconds"), root=root,
+                       pages=doc.pages)
     return chunks, vectors, record
 
 

@@ -11,14 +11,21 @@ import opencc
 from rag.types import CleanDocument, Document
 
 # `領(lǐng)導(dǎo)`: a tone-marked pinyin syllable in parentheses right after a Han character.
+# A PDF may lose the tone-marked vowel to a font without a Unicode mapping: `統(t ng)`.
 _PINYIN = re.compile(
-    r"(?<=[\u3400-\u9fff])\([a-zü]*[āáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜ][a-zü]*\)")
+    r"(?<=[\u3400-\u9fff])\((?:[a-zü]*[āáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜ][a-zü]*|[a-zü]{0,5} [a-zü]{0,5})\)")
 
 # Whole lines of page furniture, matched on the Simplified, stripped line.
 _JUNK_LINES = re.compile(
     r"^(?:扫码关注.{0,20}|扫一扫.{0,20}|(?:手机|移动)(?:门户|版)|相关(?:文章|阅读|推荐)[:：]?"
     r"|推荐访问[:：].*|下面是小编.{0,100}(?:参考|借鉴|阅读).{0,10}|(?:发布)?时间[:：].{0,40}来源[:：].*"
     r"|来源[:：]\s*网友投稿.*|(?:上一篇|下一篇)[:：].*|分享到.{0,20}|打印本页|关闭窗口|返回顶部)$")
+
+# Markdown marks that are not text: a heading's `#`s, the pipes at both ends of a table row, a table rule,
+# a code fence.
+_MD_HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+(?=\S)", re.MULTILINE)
+_MD_TABLE_EDGE = re.compile(r"^[ \t]*\||(?<=\S)[ \t]*\|[ \t]*$", re.MULTILINE)
+_MD_TABLE_RULE = re.compile(r"^\|?(?:\s*:?-{3,}:?\s*\|)+(?:\s*:?-{3,}:?\s*)?\|?$|^(?:```|~~~)\S*$")
 
 _TITLE_MAX = 40
 _SENTENCE_END = "。！？；!?;，,：:"
@@ -87,8 +94,9 @@ def clean(text: str) -> str:
 
 def _removed_mask(text: str) -> list[bool]:
     mask = [False] * len(text)
-    for match in _PINYIN.finditer(text):
-        mask[match.start():match.end()] = [True] * (match.end() - match.start())
+    for pattern in (_PINYIN, _MD_HEADING, _MD_TABLE_EDGE):
+        for match in pattern.finditer(text):
+            mask[match.start():match.end()] = [True] * (match.end() - match.start())
     return mask
 
 
@@ -107,14 +115,15 @@ def _tidy_line(kept: list[tuple[str, int]]) -> list[tuple[str, int]]:
 
 
 def _is_junk(line: str) -> bool:
-    return bool(_JUNK_LINES.match(to_simplified(line)))
+    return bool(_JUNK_LINES.match(to_simplified(line)) or _MD_TABLE_RULE.match(line))
 
 
 def clean_document(doc: Document) -> CleanDocument:
     """Clean one document, derive its Simplified form and title."""
     text, offsets = clean_with_offsets(doc.text)
     return CleanDocument(doc_id=doc.doc_id, original=doc.text, clean=text,
-                         simplified=simplified_aligned(text), offsets=tuple(offsets), title=_title(text))
+                         simplified=simplified_aligned(text), offsets=tuple(offsets), title=_title(text),
+                         headings=doc.headings)
 
 
 def is_title_line(line: str) -> bool:

@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rag import cite as citing
@@ -22,12 +22,13 @@ from rag.config import Settings
 from rag.embed import CachedEmbedder, Embedder, build_embedder
 from rag.errors import InvalidRequest, NotFound, NotReady
 from rag.evidence import EvidenceJudge
+from rag.formats import page_span
 from rag.generate import Completion, Generator, build_generator
 from rag.normalize import to_simplified, to_traditional
 from rag.question import Question, analyse
 from rag.retrieve import RetrievalConfig, search
 from rag.store import DocRecord, Index
-from rag.types import Answer, Hit, Sentence
+from rag.types import Answer, Citation, Hit, Sentence
 from rag.writer import IndexWriter
 from rag.writer import sanitize_name as sanitize_name  # re-exported: part of this module's API
 
@@ -223,6 +224,7 @@ class RagService:
         elif (grounded := citing.grounding(text, question, chosen, plan.titles)) < self.settings.min_grounding:
             reason = f"the answer is not grounded in the evidence ({grounded:.2f})"
         citations = [] if reason else citing.cite(text, chosen, plan.index.sources, question=question)
+        citations = [with_pages(c, plan.index) for c in citations]
         if not reason and not citations:
             reason = "no retrieved sentence supports the answer"
         if reason:
@@ -268,6 +270,13 @@ def validate_messages(messages: Sequence[dict[str, str]], max_chars: int) -> Non
             raise InvalidRequest(f"messages[{i}].content has {len(m['content'])} characters; the limit is {max_chars}")
     if messages[-1]["role"] != "user" or not messages[-1]["content"].strip():
         raise InvalidRequest("the last message must be a non-empty user message")
+
+
+def with_pages(citation: Citation, index: Index) -> Citation:
+    """The citation with the pages its span covers, for a paged document (PDF)."""
+    record = index.documents.get(citation.doc_id)
+    page, page_end = page_span(record.pages if record else (), citation.start, citation.end)
+    return replace(citation, page=page, page_end=page_end) if page else citation
 
 
 def build_service(settings: Settings) -> RagService:

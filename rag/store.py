@@ -183,6 +183,7 @@ class DocRecord:
     sha256: str
     ingested_at: str
     root: str = ""
+    pages: tuple[int, ...] = ()  # offset where each page starts in the text (PDF only)
 
 
 @dataclass
@@ -246,7 +247,7 @@ class Index:
         chunks = [Chunk(**{**r, "section": tuple(r["section"])}) for r in _read_jsonl(folder / "chunks.jsonl")]
         docs = list(_read_jsonl(folder / "documents.jsonl"))
         sources = {d["doc_id"]: d.pop("text") for d in docs}
-        documents = {d["doc_id"]: DocRecord(**d) for d in docs}
+        documents = {d["doc_id"]: DocRecord(**{**d, "pages": tuple(d.get("pages", ()))}) for d in docs}
         dense = FaissStore.load(folder / "vectors.faiss", manifest["faiss"])
         return cls(manifest, chunks, np.load(folder / "vectors.npy"), documents, sources, dense,
                    Bm25.load(folder))

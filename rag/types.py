@@ -1,7 +1,8 @@
 """Frozen dataclasses that carry data from one pipeline stage to the next.
 
-Offsets (``start``/``end``) always index the original decoded file text; clean and Simplified text are
-derived from it and carry a map back.
+Offsets (``start``/``end``) always index a document's extracted text: for ``.txt``/``.md`` the decoded file
+itself, for PDF, Word and HTML the text their reader extracted (stored with the index). Clean and Simplified
+text are derived from it and carry a map back.
 """
 
 from __future__ import annotations
@@ -11,11 +12,15 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Document:
-    """A decoded source file. ``doc_id`` is its path relative to the corpus root."""
+    """A source file's extracted text. ``doc_id`` is its path relative to the corpus root; ``sha256`` is
+    of the file's bytes. ``pages[i]`` is the offset where page ``i + 1`` starts (PDF only); ``headings``
+    holds ``(offset, level)`` of structural headings (Word styles, HTML ``<hN>``, Markdown ``#``)."""
 
     doc_id: str
     text: str
     sha256: str
+    pages: tuple[int, ...] = ()
+    headings: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,7 @@ class CleanDocument:
     simplified: str
     offsets: tuple[int, ...]
     title: str
+    headings: tuple[tuple[int, int], ...] = ()
 
     def span(self, clean_start: int, clean_end: int) -> tuple[int, int]:
         """Original ``(start, end)`` of the clean slice ``[clean_start, clean_end)``."""
@@ -81,13 +87,16 @@ class Sentence:
 
 @dataclass(frozen=True)
 class Citation:
-    """A verified pointer to the exact characters that support an answer."""
+    """A verified pointer to the exact characters that support an answer. ``page`` (1-based, where the
+    span starts) and ``page_end`` (only when the span crosses a page) are set for paged documents (PDF)."""
 
     doc_id: str
     start: int
     end: int
     text: str
     section: str
+    page: int | None = None
+    page_end: int | None = None
 
 
 @dataclass(frozen=True)

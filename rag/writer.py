@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -29,9 +28,9 @@ import numpy as np
 from rag.config import Settings
 from rag.embed import Embedder
 from rag.errors import InvalidRequest, NotFound, NotReady, PayloadTooLarge, RagError, StorageError
-from rag.ingest import IngestReport, ingest_documents, ingest_paths
+from rag.ingest import IngestReport, ingest_documents, ingest_paths, limits
 from rag.jobs import Job
-from rag.load import EXTENSIONS, decode
+from rag.formats import EXTENSIONS, read_bytes
 from rag.lock import IndexLock
 from rag.store import DocRecord, Index, index_version
 from rag.types import Document
@@ -77,7 +76,7 @@ def sanitize_name(name: str) -> str:
     base = Path(name.replace("\\", "/")).name.strip()
     base = re.sub(r"[^\w.\-\u3400-\u9fff]+", "_", base).lstrip(".")
     if not base or Path(base).suffix.lower() not in EXTENSIONS:
-        raise InvalidRequest(f"file name {name!r} is not accepted: use a .txt or .md file")
+        raise InvalidRequest(f"file name {name!r} is not accepted: use one of {', '.join(EXTENSIONS)}")
     if len(base.encode()) > NAME_MAX_BYTES:
         raise InvalidRequest(f"file name {base[:20]!r}… is {len(base.encode())} bytes long (UTF-8); the limit is "
                              f"{NAME_MAX_BYTES}")
@@ -103,7 +102,7 @@ class IndexWriter:
         limit = self.settings.max_upload_bytes
         if len(data) > limit:
             raise PayloadTooLarge(f"{doc_id} has {len(data):,} bytes; the limit is {limit:,}")
-        return Document(doc_id, decode(data, doc_id), hashlib.sha256(data).hexdigest())
+        return read_bytes(data, doc_id, limits(self.settings))
 
     def add(self, doc: Document, data: bytes, job: Job | None = None) -> DocRecord:
         """Store ``data`` as ``doc.doc_id`` in the corpus folder and index it (replacing a same-named one)."""

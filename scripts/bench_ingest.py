@@ -19,8 +19,8 @@ from pathlib import Path
 
 from rag.config import Settings
 from rag.embed import build_embedder
+from rag.formats import load_documents
 from rag.ingest import ingest_paths
-from rag.load import load_documents
 from rag.normalize import clean
 
 ROOT = Path(__file__).resolve().parent.parent

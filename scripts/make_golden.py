@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.chunk import ChunkerConfig, chunk_document
-from rag.load import load_documents
+from rag.formats import load_documents
 from rag.normalize import clean_document
 
 REPO = Path(__file__).resolve().parent.parent

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rag.chunk import ChunkerConfig, chunk_document, hard_split, heading, sentence_bounds
-from rag.load import load_documents
+from rag.formats import load_documents
 from rag.normalize import clean, clean_document
 from rag.types import Chunk, CleanDocument, Document
 
@@ -93,7 +93,8 @@ def test_pinned_chunks_of_003(sample_docs: dict[str, CleanDocument], start: int,
 def test_chunk_003_first_and_count(sample_docs: dict[str, CleanDocument]) -> None:
     chunks = chunk_document(sample_docs[DOC_003])
     assert len(chunks) == 47
-    assert (chunks[0].start, chunks[0].end, chunks[0].section) == (0, 210, ())
+    # text before the first heading sits under the document's title
+    assert (chunks[0].start, chunks[0].end, chunks[0].section) == (0, 210, ("2023年度教育局教育局工作会议上讲话",))
     assert chunks[0].text.startswith("2023年度教育局教育局工作会议上讲话\n2023年度教育局教育局工作会议上讲话\n同志们:")
     assert chunks[4].section_path == "一、回顾2022年工作 > (二)教育教学质量实现新提升 > 1.优质均衡有进展"
     assert chunks[4].chunk_id == "1c5680e0de09902e"
@@ -174,7 +175,7 @@ NESTED = "\n".join([
 
 def test_section_paths_nest_without_merging() -> None:
     assert spans(chunks_of(NESTED, ChunkerConfig(360, 0))) == [
-        (0, 6, ()),
+        (0, 6, ("学校工作报告 一、总体情况",)),  # before the first heading: under the document's title
         (7, 110, ("一、总体情况",)),
         (111, 215, ("一、总体情况", "（一）组织领导")),
         (216, 223, ("一、总体情况", "（二）工作安排")),
@@ -200,7 +201,7 @@ def test_section_paths_with_default_merging() -> None:
 def test_title_line_closes_numbered_sections_and_subtitle_nests() -> None:
     text = "\n".join(["报告", "一、总体情况", BODY * 6, "突出一条主线", "深入学习贯彻精神", BODY * 6])
     assert [c.section for c in chunks_of(text, ChunkerConfig(360, 0))] == [
-        (), ("一、总体情况",), ("突出一条主线",), ("突出一条主线", "深入学习贯彻精神")]
+        ("报告 一、总体情况",), ("一、总体情况",), ("突出一条主线",), ("突出一条主线", "深入学习贯彻精神")]
 
 
 # --- sizing -----------------------------------------------------------------------------------------------------
@@ -274,7 +275,7 @@ def test_sections_of_at_least_min_chars_stay_separate() -> None:
 def test_a_single_small_document_is_one_chunk() -> None:
     chunks = chunks_of("\u3000\u3000只有一句话。\n")
     assert [(c.start, c.end, c.section, c.text, c.clean_start, c.clean_end) for c in chunks] == \
-        [(2, 8, (), "只有一句话。", 0, 6)]
+        [(2, 8, ("只有一句话",), "只有一句话。", 0, 6)]  # no headings: under the title
 
 
 def test_an_empty_clean_document_has_no_chunks() -> None:

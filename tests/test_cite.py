@@ -17,6 +17,8 @@ from rag.types import Citation, Sentence
 
 REPO = Path(__file__).resolve().parent.parent
 DOC_000 = "000_ae0e48cc884afd96.txt"
+# Document 000 has no headings: its passages sit under its title (the first sentence, shortened).
+TITLE_000 = "近日,陽山召開2023年縣委教育工作領導小組會議,深入學習貫徹黨的二十大精神以及"
 RANKED = ("2022年,省人民政府教育督導室反饋2021年市縣政府履行教育職責評價的結果公布,"
           "陽山縣在清遠市八個縣(市、區)中排名第三,在北部生態發展區37個縣(市區)排名第六,獲優秀等次。")
 FOCUS = "要聚焦內涵發展,在提升辦學質量和水平上持續發力。"
@@ -106,7 +108,7 @@ def test_verify_rejects_tampered_spans(index: Index, sentences: list[Sentence]) 
 
 def test_cite_returns_the_supporting_sentence(index: Index, sentences: list[Sentence]) -> None:
     citations = cite("陽山縣在清遠市八個縣（市、區）中排名第三。", sentences, index.sources)
-    assert citations == [Citation(DOC_000, 451, 580, RANKED, "")]
+    assert citations == [Citation(DOC_000, 451, 580, RANKED, TITLE_000)]
 
 
 def test_cite_orders_by_support_and_caps(index: Index, sentences: list[Sentence]) -> None:
@@ -121,6 +123,6 @@ def test_cite_drops_a_tampered_span(index: Index, sentences: list[Sentence]) -> 
     answer = "阳山县排名第三，要聚焦内涵发展，提升办学质量"
     tampered = replace(by_start(sentences, 824), start=830, end=881)  # same text, wrong place
     evidence = [tampered if s.start == 824 else s for s in sentences]
-    assert cite(answer, evidence, index.sources) == [Citation(DOC_000, 451, 580, RANKED, "")]
+    assert cite(answer, evidence, index.sources) == [Citation(DOC_000, 451, 580, RANKED, TITLE_000)]
     forged = replace(by_start(sentences, 451), text=RANKED.replace("第三", "第一"))
     assert cite("阳山县排名第一", [forged], index.sources) == []

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from rag.config import Settings
-from rag.load import read_document
+from rag.formats import read_document
 from rag.normalize import clean, to_traditional
 from rag.service import RagService, build_service
 

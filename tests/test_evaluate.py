@@ -48,11 +48,11 @@ B_TEXT = "山丹县有五十所学校。\n天空是蓝色的。"
 def fake_ingest_modules(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pin the decoder and cleaner the span check uses, independent of the real ingest stages.
     The fake cleaner removes whitespace so a test can tell whether it was applied."""
-    load = types.ModuleType("rag.load")
+    load = types.ModuleType("rag.formats")
     load.read_document = lambda path, doc_id: Document(doc_id, Path(path).read_text("utf-8"), "sha")  # type: ignore[attr-defined]
     normalize_module = types.ModuleType("rag.normalize")
     normalize_module.clean = lambda text: "".join(text.split())  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "rag.load", load)
+    monkeypatch.setitem(sys.modules, "rag.formats", load)
     monkeypatch.setitem(sys.modules, "rag.normalize", normalize_module)
 
 

@@ -13,8 +13,8 @@ from rag.chunk import chunk_document
 from rag.config import Settings
 from rag.embed import FakeEmbedder, passage_text
 from rag.errors import IndexMismatch
+from rag.formats import Skipped, read_document
 from rag.ingest import IngestReport, ingest_paths
-from rag.load import Skipped, read_document
 from rag.normalize import clean_document
 from rag.store import Index
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rag.chunk import ChunkerConfig, chunk_document
-from rag.load import load_documents
+from rag.formats import load_documents
 from rag.normalize import (
     clean,
     clean_document,

@@ -74,6 +74,8 @@ class CitationOut(BaseModel):
     end: int
     text: str
     section: str
+    page: int | None = Field(None, description="PDF only: 1-based page where the span starts")
+    page_end: int | None = Field(None, description="PDF only: the last page, when the span crosses a page")
 
 
 class SearchResult(BaseModel):
@@ -104,6 +106,7 @@ class DocumentText(DocumentOut):
 
     object: Literal["document.text"] = "document.text"
     text: str
+    pages: list[int] = Field(default_factory=list, description="PDF only: offset in text where each page starts")
 
 
 class DocumentList(BaseModel):
@@ -202,7 +205,8 @@ def accepted(job: Job) -> JSONResponse:
 
 
 def _citations(answer: Answer) -> list[dict[str, Any]]:
-    return [CitationOut(**c.__dict__).model_dump() for c in answer.citations if isinstance(c, Citation)]
+    return [CitationOut(**c.__dict__).model_dump(exclude_none=True) for c in answer.citations
+            if isinstance(c, Citation)]
 
 
 def _usage(answer: Answer) -> dict[str, int]:
@@ -376,14 +380,14 @@ def list_documents(service: Service) -> DocumentList:
 def document_text(doc_id: str, service: Service) -> DocumentText:
     """The text that citation and chunk offsets refer to, with the document's metadata."""
     d, text = service.document_text(doc_id)
-    return DocumentText(**document_out(d).model_dump(), text=text)
+    return DocumentText(**document_out(d).model_dump(), text=text, pages=list(d.pages))
 
 
 @v1.post("/documents", response_model=DocumentOut, status_code=201,
          responses={202: {"model": JobOut, "description": "Still indexing: poll `Location` (/v1/jobs/{id})"}})
 async def upload_document(request: Request, service: Service, jobs: Jobs,
                           file: UploadFile = File(...)) -> Any:  # noqa: B008
-    """Upload one ``.txt``/``.md`` file. 201 with the document when indexed within `RAG_UPLOAD_WAIT_SECONDS`,
+    """Upload one ``.txt``, ``.md``, ``.html``/``.htm``, ``.docx`` or ``.pdf`` file. 201 with the document when indexed within `RAG_UPLOAD_WAIT_SECONDS`,
     else 202 with a job to poll; an error envelope when it fails."""
     files = [v for _, v in (await request.form()).multi_items() if isinstance(v, FormFile)]
     if len(files) > 1:

@@ -20,9 +20,9 @@ from fastapi.testclient import TestClient
 
 from rag.config import Settings
 from rag.embed import FakeEmbedder
+from rag.formats import read_document
 from rag.generate import Completion, FakeGenerator
 from rag.ingest import ingest_paths
-from rag.load import read_document
 from rag.normalize import clean, to_simplified, to_traditional
 from rag.server.app import create_app
 from rag.service import RagService
@@ -720,7 +720,8 @@ def test_document_text_is_what_offsets_index(client: TestClient, settings: Setti
 
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == DOCUMENT_KEYS | {"object", "text"}
+    assert set(body) == DOCUMENT_KEYS | {"object", "text", "pages"}
+    assert body["pages"] == []  # a text file has no pages
     assert body["object"] == "document.text" and body["id"] == hit["doc_id"]
     assert body["text"] == (settings.corpus_dir / hit["doc_id"]).read_text("utf-8").lstrip("\ufeff")
     assert body["characters"] == len(body["text"])
@@ -802,7 +803,7 @@ def test_upload_names_cannot_escape_the_corpus(fresh: tuple[TestClient, Settings
     assert expected in document_ids(client)
 
 
-@pytest.mark.parametrize("name", ["report.pdf", "setup.exe", "notes.txt.exe", "README"])
+@pytest.mark.parametrize("name", ["report.doc", "setup.exe", "notes.txt.exe", "README"])
 def test_upload_rejects_unknown_extensions(fresh: tuple[TestClient, Settings], tmp_path: Path, name: str) -> None:
     client, settings = fresh
     before = files_under(tmp_path, settings.index_dir)

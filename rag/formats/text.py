@@ -1,20 +1,11 @@
-"""Load: read ``.txt``/``.md`` files and decode them (UTF-8 with or without BOM, or GB18030)."""
+"""Plain text (``.txt``) and its decoding: UTF-8 with or without BOM, or GB18030/GBK."""
 
 from __future__ import annotations
 
-import hashlib
-import logging
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-
 from rag.errors import DocumentError
+from rag.formats.base import Extracted, Limits
 from rag.normalize import to_simplified
-from rag.types import Document
 
-log = logging.getLogger(__name__)
-
-EXTENSIONS = (".txt", ".md")
 # Share of control characters above which bytes that happen to decode are still called binary.
 _MAX_CONTROL_SHARE = 0.01
 # GB18030 decodes almost any run of high bytes. In real Chinese text (either script, once Simplified) nearly
@@ -22,14 +13,6 @@ _MAX_CONTROL_SHARE = 0.01
 # about 0.35 for random bytes. Below this share, bytes are "not text".
 _MIN_COMMON_SHARE = 0.7
 _MIN_CHARS_TO_JUDGE = 20
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """A file that was not ingested, and why."""
-
-    doc_id: str
-    reason: str
 
 
 def decode(data: bytes, name: str) -> str:
@@ -79,34 +62,6 @@ def _is_common(char: str) -> bool:
     return len(code) == 2 and (0xA1 <= code[0] <= 0xA9 or 0xB0 <= code[0] <= 0xD7)
 
 
-def read_document(path: Path, doc_id: str) -> Document:
-    """Read and decode one file into a ``Document``; the offsets of later stages index its text."""
-    data = path.read_bytes()
-    text = decode(data, doc_id)
-    return Document(doc_id=doc_id, text=text, sha256=hashlib.sha256(data).hexdigest())
-
-
-def find_files(root: Path) -> Iterator[tuple[Path, str]]:
-    """Yield ``(path, doc_id)`` for every known file under ``root`` (or ``root`` itself if a file)."""
-    if root.is_file():
-        yield root, root.name
-        return
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and path.suffix.lower() in EXTENSIONS and not path.name.startswith("."):
-            yield path, path.relative_to(root).as_posix()
-
-
-def load_documents(roots: Iterable[Path]) -> tuple[list[Document], list[Skipped]]:
-    """Read every file under ``roots``; a file that fails is reported, the rest still load."""
-    documents: list[Document] = []
-    skipped: list[Skipped] = []
-    for root in roots:
-        if not root.exists():
-            raise DocumentError(f"{root}: no such file or folder")
-        for path, doc_id in find_files(root):
-            try:
-                documents.append(read_document(path, doc_id))
-            except (DocumentError, OSError) as exc:
-                log.warning("skipped %s: %s", doc_id, exc)
-                skipped.append(Skipped(doc_id, str(exc)))
-    return documents, skipped
+def read_text(data: bytes, name: str, limits: Limits) -> Extracted:
+    """The decoded file is the extracted text."""
+    return Extracted(decode(data, name))

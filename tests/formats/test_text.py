@@ -1,4 +1,4 @@
-"""Tests for rag.load: decoding (UTF-8, BOM, GB18030/GBK), rejection of bad files, folder loading."""
+"""Tests for rag.formats.text and folder loading: decoding (UTF-8, BOM, GB18030/GBK), rejection of bad files."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from rag.errors import DocumentError
-from rag.load import Skipped, decode, find_files, load_documents, read_document
+from rag.formats import Skipped, find_files, load_documents, read_document
+from rag.formats.text import decode
 from rag.types import Document
 
 TEXT = "阳山县在清远市排名第三。\n陽山縣獲優秀等次。"
@@ -89,13 +90,14 @@ def test_read_document_error_names_the_doc_id(tmp_path: Path) -> None:
         read_document(path, "sub/x.txt")
 
 
-def test_find_files_keeps_txt_and_md_with_relative_posix_ids(tmp_path: Path) -> None:
+def test_find_files_keeps_known_formats_with_relative_posix_ids(tmp_path: Path) -> None:
     for name in ["a.txt", "b.md", "C.TXT", "sub/x.txt", "sub/deeper/y.md", "c.pdf", "d.docx", "e.txt.bak",
-                 ".hidden.txt", "notes"]:
+                 ".hidden.txt", "notes", "f.HTM", "g.doc"]:
         write(tmp_path / name, "内容。".encode())
     found = [(path.relative_to(tmp_path).as_posix(), doc_id) for path, doc_id in find_files(tmp_path)]
-    assert found == [("C.TXT", "C.TXT"), ("a.txt", "a.txt"), ("b.md", "b.md"),
-                     ("sub/deeper/y.md", "sub/deeper/y.md"), ("sub/x.txt", "sub/x.txt")]
+    assert found == [("C.TXT", "C.TXT"), ("a.txt", "a.txt"), ("b.md", "b.md"), ("c.pdf", "c.pdf"),
+                     ("d.docx", "d.docx"), ("f.HTM", "f.HTM"), ("sub/deeper/y.md", "sub/deeper/y.md"),
+                     ("sub/x.txt", "sub/x.txt")]
 
 
 def test_find_files_on_a_file_uses_its_name(tmp_path: Path) -> None:
