@@ -28,9 +28,9 @@ import numpy as np
 from rag.config import Settings
 from rag.embed import Embedder
 from rag.errors import InvalidRequest, NotFound, NotReady, PayloadTooLarge, RagError, StorageError
+from rag.formats import EXTENSIONS, read_bytes
 from rag.ingest import IngestReport, ingest_documents, ingest_paths, limits
 from rag.jobs import Job
-from rag.formats import EXTENSIONS, read_bytes
 from rag.lock import IndexLock
 from rag.store import DocRecord, Index, index_version
 from rag.types import Document

@@ -387,7 +387,8 @@ def document_text(doc_id: str, service: Service) -> DocumentText:
          responses={202: {"model": JobOut, "description": "Still indexing: poll `Location` (/v1/jobs/{id})"}})
 async def upload_document(request: Request, service: Service, jobs: Jobs,
                           file: UploadFile = File(...)) -> Any:  # noqa: B008
-    """Upload one ``.txt``, ``.md``, ``.html``/``.htm``, ``.docx`` or ``.pdf`` file. 201 with the document when indexed within `RAG_UPLOAD_WAIT_SECONDS`,
+    """Upload one ``.txt``, ``.md``, ``.html``/``.htm``, ``.docx`` or ``.pdf`` file. 201 with the document
+    when indexed within `RAG_UPLOAD_WAIT_SECONDS`,
     else 202 with a job to poll; an error envelope when it fails."""
     files = [v for _, v in (await request.form()).multi_items() if isinstance(v, FormFile)]
     if len(files) > 1:
