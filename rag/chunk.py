@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 from rag.normalize import title_lines_of
-from rag.types import Chunk, CleanDocument
+from rag.types import Chunk, CleanDocument, Sentence
 
 _NUM = "一二三四五六七八九十百零〇两"
 # (level, pattern) — a smaller level is a bigger section. Order matters: first match wins.
@@ -28,6 +28,7 @@ TITLE_LEVEL = 3
 _TITLE_MAX = 40
 _SENTENCE_ENDS = "。！？；!?;"
 _WORDY = re.compile(r"[\u3400-\u9fffA-Za-z]")
+MAX_SENTENCE = 150  # a longer sentence is cut at clause marks: it competes for a small prompt budget
 _CLAUSE_ENDS = "，,、："
 
 
@@ -226,3 +227,16 @@ def strip_span(text: str, start: int, end: int) -> tuple[int, int]:
     while end > start and text[end - 1].isspace():
         end -= 1
     return start, end
+
+
+def chunk_sentences(doc: CleanDocument, chunk: Chunk) -> tuple[Sentence, ...]:
+    """The sentences of a chunk (at most ``MAX_SENTENCE`` characters each), located in the original file.
+    Computed once at ingest and stored; the answer path reads them."""
+    out: list[Sentence] = []
+    for a, b in sentence_bounds(doc.clean, chunk.clean_start, chunk.clean_end):
+        for s, e in hard_split(doc.clean, a, b, MAX_SENTENCE):
+            s, e = strip_span(doc.clean, s, e)
+            if e > s:
+                out.append(Sentence(doc.doc_id, doc.offsets[s], doc.offsets[e - 1] + 1, doc.clean[s:e],
+                                    doc.simplified[s:e], chunk.section_path, 0.0))
+    return tuple(out)

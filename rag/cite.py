@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
+from rag.index import lexical_tokens
 from rag.normalize import clean, to_simplified
 from rag.prompt import overlap
-from rag.store import lexical_tokens
 from rag.types import Citation, Sentence
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")

@@ -63,13 +63,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     from rag.embed import build_embedder
+    from rag.ingest import open_index
+    from rag.question import analyse
     from rag.retrieve import search
-    from rag.store import Index
 
-    index = Index.load(settings.index_path)
+    index = open_index(settings)
     embedder = build_embedder(settings)
     index.check_embedder(embedder.name, embedder.dim)
-    for rank, hit in enumerate(search(index, embedder, args.query, args.top_k, args.doc or None), 1):
+    for rank, hit in enumerate(search(index, analyse(args.query, embedder), args.top_k, args.doc or None), 1):
         c = hit.chunk
         print(f"{rank}. [{hit.score:.4f}] {c.doc_id}:{c.start}-{c.end}  {c.section_path}")
         print(f"   {c.text[:200]}")

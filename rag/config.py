@@ -40,8 +40,13 @@ class Settings(BaseSettings):
     chunk_min_chars: int = Field(80, ge=0, le=1000, description="Shorter sections merge with a neighbour.")
 
     # --- index -----------------------------------------------------------------------------------------
+    vector_backend: Literal["faiss", "fake"] = Field("faiss", description="Vector index engine (the manifest "
+                                                     "records it; an index opens only with the one that built it).")
     faiss_index: Literal["flat", "hnsw"] = Field("flat", description="Exact inner product, or HNSW "
                                                  "(approximate) for large corpora.")
+    snapshot_every: int = Field(2000, ge=1, le=10_000_000, description="Chunks added or deleted before the "
+                                "in-memory vector and lexical parts are saved again (bounds the changes replayed "
+                                "at start).")
     embed_batch_size: int = Field(16, ge=1, le=512, description="Passages embedded per batch.")
     max_upload_bytes: int = Field(1_000_000, ge=1, le=100_000_000, description="Largest document accepted by "
                                   "upload, in bytes; a larger body gets 413 before it is read.")

@@ -10,7 +10,6 @@ a year or item the corpus never mentions, leaves rare words uncovered.
 from __future__ import annotations
 
 import logging
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -18,8 +17,7 @@ from dataclasses import dataclass, replace
 import jieba
 import jieba.posseg as pseg
 
-from rag.normalize import clean_views
-from rag.store import Index
+from rag.index import Index
 from rag.types import Hit
 
 jieba.setLogLevel(logging.WARNING)
@@ -75,14 +73,11 @@ class EvidenceJudge:
 
     def __init__(self, index: Index) -> None:
         self._index = index
-        self._df: dict[str, int] = {}
 
     def weight(self, word: str) -> float:
-        """Rarity of a word across chunks; a word no chunk contains weighs most."""
-        if word not in self._df:
-            self._df[word] = sum(word in c.simplified for c in self._index.chunks)
-        n = len(self._index.chunks)
-        return math.log1p(n / (1 + self._df[word]))
+        """Rarity of a word across chunks (the lexical index's document frequencies); a word no chunk
+        contains weighs most."""
+        return self._index.word_weight(word)
 
     def assess(self, hits: Sequence[Hit], question_simplified: str) -> Evidence:
         if not hits:
@@ -97,7 +92,7 @@ class EvidenceJudge:
         best = Evidence(-1.0, best_dense)
         scores: list[tuple[str, float]] = []
         for doc_id in dict.fromkeys(h.chunk.doc_id for h in hits):
-            text = clean_views(self._index.sources[doc_id])[1]
+            text = self._index.document_text(doc_id)  # clean, Simplified: stored at ingest
             missing = tuple(w for w, _ in words if w not in text)
             score = 1.0 - sum(weights[w] for w in missing) / total - MUST_PENALTY * len(must.intersection(missing))
             scores.append((doc_id, score))

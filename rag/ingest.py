@@ -1,8 +1,8 @@
-"""Ingest: run formats → normalize → chunk → embed for a set of files and produce a new ``Index``.
+"""Ingest: run formats → normalize → chunk → embed for a set of files and write them into the ``Index``.
 
-Incremental: a document whose bytes and chunker settings are unchanged keeps its chunks and vectors
-(no embedding work); a changed document replaces its chunks; a document gone from an ingested folder
-leaves the index.
+Incremental: a document whose bytes and chunker settings are unchanged is not touched (no embedding work);
+a changed document replaces its rows; a document gone from an ingested folder leaves the index. Nothing
+else is rewritten.
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.chunk import ChunkerConfig, chunk_document
+from rag.chunk import ChunkerConfig, chunk_document, chunk_sentences
 from rag.config import Settings
 from rag.embed import Embedder, passage_text
+from rag.errors import IndexMismatch, NotReady
 from rag.formats import Limits, Skipped, load_documents
+from rag.index import DocRecord, DocumentEntry, Index, IndexSpec
 from rag.normalize import clean_document
-from rag.store import DocRecord, Index
-from rag.types import Chunk, Document
+from rag.types import Document
 
 log = logging.getLogger(__name__)
 
@@ -59,23 +60,52 @@ def chunker_config(settings: Settings) -> ChunkerConfig:
     return ChunkerConfig(max_chars=settings.chunk_max_chars, min_chars=settings.chunk_min_chars)
 
 
-def ingest_paths(paths: Sequence[Path], settings: Settings, embedder: Embedder, previous: Index | None,
-                 *, prune: bool = True, progress: Progress | None = None) -> tuple[Index, IngestReport]:
-    """Ingest every file under ``paths`` on top of ``previous``; the caller saves the result.
+def vector_backend(settings: Settings) -> str:
+    """The vector backend name the settings select (recorded in the manifest)."""
+    return f"faiss-{settings.faiss_index}" if settings.vector_backend == "faiss" else settings.vector_backend
 
-    With ``prune``, documents that ``previous`` had from one of these folders but are no longer there
-    leave the index.
+
+def index_spec(settings: Settings, embedder: Embedder) -> IndexSpec:
+    """What a new index is built with."""
+    return IndexSpec(embedder.name, embedder.dim, vector_backend(settings), facts=_facts(settings))
+
+
+def open_index(settings: Settings) -> Index:
+    """The index the settings name; fails clearly when it was built with another vector backend."""
+    return Index.open(settings.index_path, vector_backend(settings), settings.snapshot_every)
+
+
+def open_or_create(settings: Settings, embedder: Embedder, rebuild: bool = False) -> Index | None:
+    """The index to ingest into: the existing one, or None (a new one is made) when there is none, when
+    ``rebuild`` asks for it, or when the existing one has an older format."""
+    if rebuild:
+        return None
+    try:
+        return open_index(settings)
+    except NotReady:
+        return None
+    except IndexMismatch as exc:
+        if "older format" not in str(exc):
+            raise
+        log.warning("%s: rebuilding", exc)
+        return None
+
+
+def ingest_paths(paths: Sequence[Path], settings: Settings, embedder: Embedder, index: Index | None,
+                 *, prune: bool = True, progress: Progress | None = None) -> tuple[Index, IngestReport]:
+    """Ingest every file under ``paths`` into ``index`` (a new one at ``settings.index_path`` when None).
+
+    With ``prune``, documents that the index has from one of these folders but are no longer there leave it.
     """
     documents, skipped = load_documents(paths, limits(settings))
     roots = {doc.doc_id: str(root.resolve()) for root in paths for doc in documents if _under(doc, root)}
     gone: set[str] = set()
-    if prune and previous is not None:
+    if prune and index is not None:
         ingested_roots = {str(p.resolve()) for p in paths}
         present = {d.doc_id for d in documents}
-        gone = {d.doc_id for d in previous.documents.values()
-                if d.root in ingested_roots and d.doc_id not in present}
-    return ingest_documents(documents, roots, settings, embedder, previous, remove=gone,
-                            skipped=skipped, progress=progress)
+        gone = {d.doc_id for d in index.documents.values() if d.root in ingested_roots and d.doc_id not in present}
+    return ingest_documents(documents, roots, settings, embedder, index, remove=gone, skipped=skipped,
+                            progress=progress)
 
 
 def _under(doc: Document, root: Path) -> bool:
@@ -83,49 +113,45 @@ def _under(doc: Document, root: Path) -> bool:
 
 
 def ingest_documents(documents: Sequence[Document], roots: dict[str, str], settings: Settings,
-                     embedder: Embedder, previous: Index | None, *, remove: set[str] | frozenset[str] = frozenset(),
-                     skipped: Sequence[Skipped] = (), progress: Progress | None = None) -> tuple[Index, IngestReport]:
-    """Add or replace ``documents`` and drop ``remove`` from ``previous``; returns the new index."""
+                     embedder: Embedder, index: Index | None, *, remove: set[str] | frozenset[str] = frozenset(),
+                     skipped: Sequence[Skipped] = (), progress: Progress | None = None,
+                     batch_chunks: int = 1000) -> tuple[Index, IngestReport]:
+    """Add or replace ``documents`` and drop ``remove``; only those documents' rows change.
+
+    Documents are committed in batches of about ``batch_chunks`` chunks: an interrupted ingestion keeps
+    every batch committed before it, and each committed state is whole. Returns the (same) index.
+    """
     started = time.perf_counter()
     config = chunker_config(settings)
-    manifest = _manifest(settings, embedder)
-    reusable = previous is not None and previous.manifest.get("chunker") == manifest["chunker"]
-    if previous is not None:
-        previous.check_embedder(embedder.name, embedder.dim)
-    replaced = {d.doc_id for d in documents} | set(remove)
-    kept_rows = [] if previous is None else [r for r, c in enumerate(previous.chunks) if c.doc_id not in replaced]
-    chunks = [previous.chunks[r] for r in kept_rows] if previous else []
-    vectors = [previous.vectors[kept_rows]] if previous is not None else []
-    records = {k: v for k, v in (previous.documents.items() if previous else []) if k not in replaced}
-    sources = {k: previous.sources[k] for k in records} if previous else {}
-    embedded, added = 0, []
+    if index is None:
+        index = Index.create(settings.index_path, index_spec(settings, embedder), settings.snapshot_every)
+    index.check_embedder(embedder.name, embedder.dim)
+    manifest = {**index.manifest, **_facts(settings)}
+    reusable = index.manifest.get("chunker") == manifest["chunker"]
+    embedded, added, pending = 0, [], []
     for doc in documents:
-        old = previous.documents.get(doc.doc_id) if previous else None
-        if reusable and previous is not None and old is not None and old.sha256 == doc.sha256:
-            rows = previous.rows_by_doc.get(doc.doc_id, [])
-            doc_chunks, doc_vectors = [previous.chunks[r] for r in rows], previous.vectors[rows]
-            record = old
-        else:
-            doc_chunks, doc_vectors, record = _process(doc, config, embedder, roots.get(doc.doc_id, ""))
-            embedded += len(doc_chunks)
+        old = index.documents.get(doc.doc_id)
+        if not (reusable and old is not None and old.sha256 == doc.sha256):
+            entry = document_entry(doc, config, embedder, roots.get(doc.doc_id, ""))
+            pending.append(entry)
+            embedded += len(entry.chunks)
             added.append(doc.doc_id)
-        chunks.extend(doc_chunks)
-        vectors.append(doc_vectors)
-        records[doc.doc_id] = record
-        sources[doc.doc_id] = doc.text
+            if sum(len(e.chunks) for e in pending) >= batch_chunks:
+                index.write(pending, meta={"manifest": manifest})
+                pending = []
         if progress:
             progress(1)
-    matrix = np.vstack(vectors) if vectors else np.zeros((0, embedder.dim), np.float32)
-    manifest["build_seconds"] = round(time.perf_counter() - started, 3)
-    index = Index.build(chunks, matrix, records, sources, manifest, settings.faiss_index)
-    report = IngestReport(len(records), len(chunks), embedded, tuple(skipped), tuple(sorted(remove)),
+    if pending or remove:
+        index.write(pending, remove=sorted(remove), meta={"manifest": manifest})
+    index.snapshot()
+    report = IngestReport(len(index.documents), index.chunk_count(), embedded, tuple(skipped), tuple(sorted(remove)),
                           time.perf_counter() - started, tuple(added))
     log.info("ingest: %s", report.summary())
     return index, report
 
 
-def _process(doc: Document, config: ChunkerConfig, embedder: Embedder,
-             root: str) -> tuple[list[Chunk], np.ndarray, DocRecord]:
+def document_entry(doc: Document, config: ChunkerConfig, embedder: Embedder, root: str = "") -> DocumentEntry:
+    """Everything stored for one document: clean forms, chunks, their sentences and vectors."""
     clean = clean_document(doc)
     chunks = chunk_document(clean, config)
     vectors = embedder.embed_documents([passage_text(c) for c in chunks]) if chunks else \
@@ -133,13 +159,12 @@ def _process(doc: Document, config: ChunkerConfig, embedder: Embedder,
     record = DocRecord(doc_id=doc.doc_id, title=clean.title, characters=len(doc.text), chunks=len(chunks),
                        sha256=doc.sha256, ingested_at=datetime.now(UTC).isoformat(timespec="seconds"), root=root,
                        pages=doc.pages)
-    return chunks, vectors, record
+    return DocumentEntry(record, doc.text, clean.clean, clean.simplified, clean.offsets, tuple(chunks),
+                         np.asarray(vectors, np.float32), tuple(chunk_sentences(clean, c) for c in chunks))
 
 
-def _manifest(settings: Settings, embedder: Embedder) -> dict[str, object]:
+def _facts(settings: Settings) -> dict[str, object]:
     return {
-        "embedder": {"name": embedder.name, "dim": embedder.dim, "prompt": "passage: "},
         "normalization": {"vectors": "l2", "text": "clean (pinyin and junk removed) + OpenCC t2s"},
         "chunker": {"max_chars": settings.chunk_max_chars, "min_chars": settings.chunk_min_chars},
-        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }

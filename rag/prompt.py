@@ -11,13 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.chunk import hard_split, sentence_bounds, strip_span
 from rag.embed import Embedder
-from rag.normalize import clean_views, to_simplified
-from rag.store import Index, lexical_tokens
+from rag.index import Index, lexical_tokens
+from rag.normalize import to_simplified
 from rag.types import Hit, Sentence
 
-_MAX_SENTENCE = 150
 _TITLE_CHARS = 20
 # Sentence score = DENSE_SHARE * similarity + the rest * rarity-weighted term overlap (measured on the gold
 # set: recall of the answer in the chosen sentences 0.924 unweighted, 0.939 weighted).
@@ -45,17 +43,8 @@ def content_terms(question_simplified: str) -> list[str]:
 
 
 def candidate_sentences(index: Index, hits: Sequence[Hit]) -> list[Sentence]:
-    """Every sentence of the hit chunks, with its span in the original file."""
-    out: list[Sentence] = []
-    for hit in hits:
-        c = hit.chunk
-        clean, simplified, offsets = clean_views(index.sources[c.doc_id])
-        for a, b in sentence_bounds(clean, c.clean_start, c.clean_end):
-            for s, e in hard_split(clean, a, b, _MAX_SENTENCE):
-                s, e = strip_span(clean, s, e)
-                if e > s:
-                    out.append(Sentence(c.doc_id, offsets[s], offsets[e - 1] + 1, clean[s:e], simplified[s:e],
-                                        c.section_path, 0.0))
+    """Every sentence of the hit chunks (split once at ingest), with its span in the original file."""
+    out = [s for group in index.sentences([h.chunk.chunk_id for h in hits]) for s in group]
     return list({(s.doc_id, s.text): s for s in out}.values())  # scraped pages repeat lines
 
 

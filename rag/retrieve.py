@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.errors import InvalidRequest
+from rag.index import Index
 from rag.question import Question
-from rag.store import Index
 from rag.types import Hit
 
 log = logging.getLogger(__name__)
@@ -27,9 +27,9 @@ class RetrievalConfig:
 
 @dataclass(frozen=True)
 class Ranked:
-    """Candidate rows with their dense and lexical scores over the whole index."""
+    """Candidate chunks with their dense and lexical scores."""
 
-    rows: np.ndarray
+    ids: list[str]
     dense: np.ndarray
     lexical: np.ndarray
 
@@ -39,28 +39,26 @@ def search(index: Index, question: Question, top_k: int = 5, doc_ids: Sequence[s
     """The ``top_k`` best chunks for ``question`` (its Simplified query and its vector), best first."""
     if top_k <= 0:
         raise InvalidRequest(f"top_k must be greater than 0. Currently, top_k is {top_k}")
-    ranked = _candidates(index, question.vector, question.simplified, doc_ids, max(config.candidates, top_k))
+    ranked = _candidates(index, question, doc_ids or None, max(config.candidates, top_k))
+    if not ranked.ids:
+        return []
     fused = _FUSIONS[config.fusion](ranked, config)
     order = np.argsort(-fused, kind="stable")[:top_k]
-    return [Hit(index.chunks[int(ranked.rows[i])], float(fused[i]), float(ranked.dense[i]),
-                float(ranked.lexical[i])) for i in order]
+    chunks = index.chunks([ranked.ids[int(i)] for i in order])
+    return [Hit(chunk, float(fused[i]), float(ranked.dense[i]), float(ranked.lexical[i]))
+            for i, chunk in zip(order, chunks, strict=True) if chunk is not None]
 
 
-def _candidates(index: Index, vector: np.ndarray, simplified: str, doc_ids: Sequence[str] | None,
-                n: int) -> Ranked:
-    lexical_all = index.lexical.scores(simplified)
-    if doc_ids:
-        allowed = np.array(sorted({r for d in doc_ids for r in index.rows_by_doc.get(d, [])}), dtype=np.int64)
-        dense_rows = allowed[np.argsort(-(index.vectors[allowed] @ vector), kind="stable")[:n]]
-        lexical_rows = allowed[np.argsort(-lexical_all[allowed], kind="stable")[:n]]
-    else:
-        _, dense_rows = index.dense.search(vector, n)
-        lexical_rows = np.argsort(-lexical_all, kind="stable")[:n]
-        lexical_rows = lexical_rows[lexical_all[lexical_rows] > 0]
-    rows = np.array(list(dict.fromkeys([*map(int, dense_rows), *map(int, lexical_rows)])), dtype=np.int64)
-    if rows.size == 0:
-        return Ranked(rows, np.zeros(0, np.float32), np.zeros(0, np.float32))
-    return Ranked(rows, index.vectors[rows] @ vector, lexical_all[rows])
+def _candidates(index: Index, question: Question, doc_ids: Sequence[str] | None, n: int) -> Ranked:
+    """The ``n`` best of each retriever (both filter by document inside their index), with both scores."""
+    dense = [i for i, _ in index.dense_search(question.vector, n, doc_ids)]
+    lexical, dense_lexical = index.lexical_search(question.simplified, n, doc_ids, also=dense)
+    scores = dict(zip(dense, dense_lexical.tolist(), strict=True)) | dict(lexical)
+    ids = list(dict.fromkeys(dense + [i for i, _ in lexical]))
+    if not ids:
+        return Ranked([], np.zeros(0, np.float32), np.zeros(0, np.float32))
+    dense_scores = (index.chunk_vectors(ids) @ question.vector).astype(np.float32)
+    return Ranked(ids, dense_scores, np.array([scores[i] for i in ids], np.float32))
 
 
 def _rank(scores: np.ndarray) -> np.ndarray:

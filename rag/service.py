@@ -24,10 +24,11 @@ from rag.errors import InvalidRequest, NotFound, NotReady
 from rag.evidence import EvidenceJudge
 from rag.formats import page_span
 from rag.generate import Completion, Generator, build_generator
+from rag.index import DocRecord, Index
+from rag.ingest import open_index
 from rag.normalize import to_simplified, to_traditional
 from rag.question import Question, analyse
 from rag.retrieve import RetrievalConfig, search
-from rag.store import DocRecord, Index
 from rag.types import Answer, Citation, Hit, Sentence
 from rag.writer import IndexWriter
 from rag.writer import sanitize_name as sanitize_name  # re-exported: part of this module's API
@@ -188,7 +189,7 @@ class RagService:
         sentences = prompting.candidate_sentences(index, hits)
         # The places and years of the question picked the document; they say nothing about the sentence.
         ranked = prompting.rank_sentences(sentences, query_s, question.vector, self.sentence_embedder, titles,
-                                          index.lexical.idf, ignore=set(evidence.musts))
+                                          index.idf, ignore=set(evidence.musts))
         chosen = prompting.select(ranked, self.settings.context_max_chars, self.settings.context_sentences)
         chat = prompting.render(self.templates, chosen, text if query == text else query, titles)
         return Plan(text, traditional, index, hits, chosen, chat, "", "\n".join(titles.values()), question)
@@ -284,7 +285,7 @@ def build_service(settings: Settings) -> RagService:
     embedder = build_embedder(settings)
     generator = build_generator(settings)
     try:
-        index: Index | None = Index.load(settings.index_path)
+        index: Index | None = open_index(settings)
     except NotReady:
         index = None
     return RagService(settings, embedder, generator, index)

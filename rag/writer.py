@@ -29,10 +29,10 @@ from rag.config import Settings
 from rag.embed import Embedder
 from rag.errors import InvalidRequest, NotFound, NotReady, PayloadTooLarge, RagError, StorageError
 from rag.formats import EXTENSIONS, read_bytes
-from rag.ingest import IngestReport, ingest_documents, ingest_paths, limits
+from rag.index import DocRecord, Index, index_version
+from rag.ingest import IngestReport, ingest_documents, ingest_paths, limits, open_or_create
 from rag.jobs import Job
 from rag.lock import IndexLock
-from rag.store import DocRecord, Index, index_version
 from rag.types import Document
 
 log = logging.getLogger(__name__)
@@ -138,9 +138,11 @@ class IndexWriter:
                on_wait: Callable[[str], None] | None = None) -> IngestReport:
         """Index every file under ``paths`` on top of the latest index (none with ``rebuild``)."""
         with self._writing(on_wait):
-            previous = None if rebuild else self.holder.loaded_index
+            previous = self.holder.loaded_index
+            if rebuild or previous is None:
+                previous = open_or_create(self.settings, self.embedder, rebuild=rebuild)
             index, report = ingest_paths(paths, self.settings, self.embedder, previous, progress=progress)
-            index.save(self.settings.index_path)
+            index.snapshot(force=True)
             self._adopt(index)
         return report
 
@@ -165,7 +167,7 @@ class IndexWriter:
         version = index_version(self.settings.index_path)
         if version != self.version:
             try:
-                index: Index | None = Index.load(self.settings.index_path) if version else None
+                index: Index | None = open_or_create(self.settings, self.embedder) if version else None
             except NotReady:
                 index = None
             self.version = version
@@ -186,8 +188,7 @@ class IndexWriter:
         self._write_journal(change)
         try:
             touch_files()
-            index = build()
-            index.save(self.settings.index_path)
+            index = build()  # commits the index: the commit point
         except BaseException as exc:
             _undo(change)
             self.journal.unlink()
@@ -198,6 +199,7 @@ class IndexWriter:
         self._adopt(index)
         _finish(change)
         self.journal.unlink()
+        _snapshot_if_due(index)
         return index
 
     def _adopt(self, index: Index) -> None:
@@ -244,6 +246,15 @@ class MeteredEmbedder:
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.inner.embed_query(text)
+
+
+def _snapshot_if_due(index: Index) -> None:
+    """Save the in-memory index parts when enough changed; the change itself is already committed, so a
+    failure here only means more to replay at the next start."""
+    try:
+        index.snapshot()
+    except OSError:
+        log.exception("could not save a snapshot of the index parts; the update is committed")
 
 
 # --- file steps (each idempotent, so undo and finish also settle a change a crash interrupted) --------

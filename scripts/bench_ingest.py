@@ -58,7 +58,7 @@ def main() -> int:
         embedder = build_embedder(settings)
         started = time.perf_counter()
         index, report = ingest_paths([corpus], settings, embedder, None)
-        index.save(settings.index_path)
+        index.snapshot(force=True)
         seconds = time.perf_counter() - started
         again = time.perf_counter()
         _, second = ingest_paths([corpus], settings, embedder, index)

@@ -9,8 +9,8 @@ import pytest
 
 from rag.config import Settings
 from rag.embed import FakeEmbedder, build_embedder
-from rag.ingest import ingest_paths
-from rag.store import Index
+from rag.index import Index
+from rag.ingest import ingest_paths, open_or_create
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,9 +32,9 @@ def fake_settings(tmp_path: Path, corpus_dir: Path) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def index() -> Index:
+def index(tmp_path_factory: pytest.TempPathFactory) -> Index:
     """The sample corpus indexed with the fake embedder (default chunker settings)."""
-    settings = Settings(embed_backend="fake", llm_backend="fake")
+    settings = Settings(embed_backend="fake", llm_backend="fake", index_dir=tmp_path_factory.mktemp("fake-index"))
     built, _ = ingest_paths([REPO / "corpus"], settings, FakeEmbedder(), None)
     return built
 
@@ -52,10 +52,10 @@ def real_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     shutil.copytree(REPO / "corpus", tmp / "corpus")
     settings = Settings(models_dir=REPO / "models", corpus_dir=tmp / "corpus", index_dir=tmp / "index")
     built = REPO / "index" / "default"
-    previous = None
-    if (built / "CURRENT").exists():
+    if (built / "corpus.sqlite").exists():
         shutil.copytree(built, settings.index_path)
-        previous = Index.load(settings.index_path)
-    index, _ = ingest_paths([settings.corpus_dir], settings, build_embedder(settings), previous)
-    index.save(settings.index_path)
+    embedder = build_embedder(settings)
+    index, _ = ingest_paths([settings.corpus_dir], settings, embedder, open_or_create(settings, embedder))
+    index.snapshot(force=True)
+    index.close()
     return settings

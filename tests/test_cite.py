@@ -9,10 +9,10 @@ import pytest
 
 from rag.cite import cite, numbers, says_not_found, support, unsupported_numbers, verify
 from rag.embed import FakeEmbedder
+from rag.index import Index
 from rag.prompt import candidate_sentences
 from rag.question import analyse
 from rag.retrieve import search
-from rag.store import Index
 from rag.types import Citation, Sentence
 
 REPO = Path(__file__).resolve().parent.parent

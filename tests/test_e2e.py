@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def service(real_settings: Settings) -> RagService:
     svc = build_service(real_settings)
-    assert len(svc.index.chunks) > 50 and len(svc.documents()) == 5
+    assert svc.index.chunk_count() > 50 and len(svc.documents()) == 5
     return svc
 
 

@@ -9,10 +9,10 @@ import pytest
 
 from rag.embed import FakeEmbedder
 from rag.evidence import MUST_PENALTY, Evidence, EvidenceJudge, content_words
+from rag.index import Index
 from rag.normalize import to_simplified
 from rag.question import analyse
 from rag.retrieve import search
-from rag.store import Index
 
 REPO = Path(__file__).resolve().parent.parent
 DOC_000 = "000_ae0e48cc884afd96.txt"
@@ -65,8 +65,8 @@ def test_years_are_musts_other_numbers_are_not() -> None:
 
 # --- weights and coverage -------------------------------------------------------------------------------------------
 def test_weight_is_rarity_across_chunks(index: Index, judge: EvidenceJudge) -> None:
-    n = len(index.chunks)
-    df = sum("阳山县" in c.simplified for c in index.chunks)
+    n = index.chunk_count()
+    df = sum("阳山县" in c.simplified for c in index.all_chunks())
     assert (n, df) == (84, 1)
     assert judge.weight("阳山县") == pytest.approx(math.log1p(84 / 2))
     assert judge.weight("不存在的词") == pytest.approx(math.log1p(84))

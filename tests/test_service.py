@@ -14,10 +14,10 @@ from rag.embed import FakeEmbedder
 from rag.errors import DocumentError, IndexMismatch, InvalidRequest, NotFound, NotReady
 from rag.formats import read_document
 from rag.generate import Completion, FakeGenerator
+from rag.index import Index
 from rag.ingest import ingest_paths
 from rag.normalize import clean, to_simplified, to_traditional
 from rag.service import RagService, sanitize_name, validate_messages
-from rag.store import Index
 from rag.types import Answer, Citation
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,7 +57,6 @@ def make_settings(root: Path, **overrides: object) -> Settings:
 def sample_index(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Index]:
     settings = make_settings(tmp_path_factory.mktemp("svc"))
     index, _ = ingest_paths([settings.corpus_dir], settings, FakeEmbedder(), None)
-    index.save(settings.index_path)
     return settings, index
 
 
@@ -69,7 +68,7 @@ def generator() -> RecordingGenerator:
 @pytest.fixture
 def service(sample_index: tuple[Settings, Index], generator: RecordingGenerator) -> RagService:
     settings, _ = sample_index
-    return RagService(settings, FakeEmbedder(), generator, Index.load(settings.index_path))
+    return RagService(settings, FakeEmbedder(), generator, Index.open(settings.index_path))
 
 
 def user(text: str) -> dict[str, str]:
@@ -251,7 +250,6 @@ def test_answer_validates_messages_first(service: RagService, generator: Recordi
 def test_add_and_delete_document_live(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     index, _ = ingest_paths([settings.corpus_dir], settings, FakeEmbedder(), None)
-    index.save(settings.index_path)
     service = RagService(settings, FakeEmbedder(), FakeGenerator(), index)
     text = "山海县教育报告\n山海县共有学校四十二所，教师一千名。\n"
     data = text.encode("gbk")
@@ -263,13 +261,13 @@ def test_add_and_delete_document_live(tmp_path: Path) -> None:
     assert (settings.corpus_dir / "山海.txt").read_bytes() == data
     assert not (tmp_path / "山海.txt").exists()
     assert service.search("山海县共有学校", 1)[0].chunk.doc_id == "山海.txt"
-    assert "山海.txt" in Index.load(settings.index_path).documents
+    assert "山海.txt" in Index.open(settings.index_path).documents
 
     service.delete_document("山海.txt")
 
     assert "山海.txt" not in {d.doc_id for d in service.documents()}
     assert not (settings.corpus_dir / "山海.txt").exists()
-    assert "山海.txt" not in Index.load(settings.index_path).documents
+    assert "山海.txt" not in Index.open(settings.index_path).documents
     with pytest.raises(NotFound, match="山海.txt"):
         service.delete_document("山海.txt")
 
@@ -277,13 +275,12 @@ def test_add_and_delete_document_live(tmp_path: Path) -> None:
 def test_add_document_rejects_undecodable_bytes_and_keeps_the_index(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     index, _ = ingest_paths([settings.corpus_dir], settings, FakeEmbedder(), None)
-    index.save(settings.index_path)
     service = RagService(settings, FakeEmbedder(), FakeGenerator(), index)
     with pytest.raises(DocumentError, match="bad.txt"):
         service.add_document("bad.txt", b"\xff\xff\xfe\xfa not text")
     assert service.index is index
     assert not (settings.corpus_dir / "bad.txt").exists()
-    assert set(Index.load(settings.index_path).documents) == set(index.documents)
+    assert set(Index.open(settings.index_path).documents) == set(index.documents)
 
 
 # --- validate_messages --------------------------------------------------------------------------------

@@ -23,9 +23,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as FormFile
 
 from rag.errors import Busy, InvalidRequest, PayloadTooLarge
+from rag.index import DocRecord
 from rag.jobs import Job, JobQueue
 from rag.service import RagService
-from rag.store import DocRecord
 from rag.types import Answer, Citation
 
 

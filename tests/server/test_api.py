@@ -22,11 +22,11 @@ from rag.config import Settings
 from rag.embed import FakeEmbedder
 from rag.formats import read_document
 from rag.generate import Completion, FakeGenerator
+from rag.index import Index, index_version
 from rag.ingest import ingest_paths
 from rag.normalize import clean, to_simplified, to_traditional
 from rag.server.app import create_app
 from rag.service import RagService
-from rag.store import Index
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_CORPUS = REPO / "corpus"
@@ -58,7 +58,6 @@ def make_settings(root: Path, *, with_index: bool = True, **overrides: Any) -> S
                         models_dir=root / "models", min_dense_score=0.0, **overrides)
     if with_index:
         index, _ = ingest_paths([corpus], settings, FakeEmbedder(), None)
-        index.save(settings.index_path)
     return settings
 
 
@@ -136,11 +135,11 @@ def files_under(root: Path, skip: Path) -> set[Path]:
 
 # --- health and models --------------------------------------------------------------------------------
 def test_health_reports_models_and_index_counts(client: TestClient, settings: Settings) -> None:
-    index = Index.load(settings.index_path)
+    index = Index.open(settings.index_path)
     response = client.get("/health")
     assert response.status_code == 200
     assert response.json() == {"status": "ready", "models": {"llm": "fake-llm", "embedder": "fake-64"},
-                               "index": {"documents": len(index.documents), "chunks": len(index.chunks)}}
+                               "index": {"documents": len(index.documents), "chunks": index.chunk_count()}}
     assert response.json()["index"]["documents"] == 5
 
 
@@ -199,7 +198,7 @@ def test_search_top_k_and_doc_ids(client: TestClient, settings: Settings) -> Non
     results = only.json()["results"]
     assert results
     assert {r["doc_id"] for r in results} == {DOC2}
-    assert len(results) == len(Index.load(settings.index_path).rows_by_doc[DOC2])
+    assert len(results) == len(Index.open(settings.index_path).chunks_of(DOC2))
 
     none = client.post("/v1/search", json={"query": "教育", "doc_ids": ["no-such.txt"]})
     assert none.status_code == 200
@@ -208,7 +207,7 @@ def test_search_top_k_and_doc_ids(client: TestClient, settings: Settings) -> Non
 
 def test_every_chunk_span_cleans_to_its_text(client: TestClient, settings: Settings) -> None:
     """All chunks of the corpus, in both scripts of the query: spans point at the original file."""
-    total = len(Index.load(settings.index_path).chunks)
+    total = Index.open(settings.index_path).chunk_count()
     for query in ("教育工作", "教育工作會議"):
         results = client.post("/v1/search", json={"query": query, "top_k": 100}).json()["results"]
         assert len(results) == total
@@ -380,7 +379,7 @@ def test_stream_overruled_by_the_evidence_check_appends_the_refusal(tmp_path: Pa
     """Text already sent cannot be taken back: the refusal follows it, and the final chunk says refused."""
     settings = make_settings(tmp_path)
     generator = FakeGenerator(reply="天空是蓝色的。")
-    service = RagService(settings, FakeEmbedder(), generator, Index.load(settings.index_path))
+    service = RagService(settings, FakeEmbedder(), generator, Index.open(settings.index_path))
     with TestClient(create_app(settings, service=service)) as client:
         whole = chat(client, QUESTION).json()
         assert whole["refused"] is True
@@ -473,7 +472,7 @@ def test_405_keeps_the_allow_header(client: TestClient) -> None:
 
 def test_unexpected_error_is_500_envelope_without_details(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, queue_size=0)
-    service = RagService(settings, FakeEmbedder(), ExplodingOnceGenerator(), Index.load(settings.index_path))
+    service = RagService(settings, FakeEmbedder(), ExplodingOnceGenerator(), Index.open(settings.index_path))
     with TestClient(create_app(settings, service=service), raise_server_exceptions=False) as client:
         response = chat(client, QUESTION)
         message = assert_error(response, 500, "internal_error")
@@ -557,7 +556,7 @@ def run_in_thread(fn: Any) -> tuple[threading.Thread, dict[str, Any]]:
 def test_busy_generation_gives_503_while_health_and_search_answer(tmp_path: Path, stream: bool) -> None:
     settings = make_settings(tmp_path, queue_size=0)
     generator = BlockingGenerator()
-    service = RagService(settings, FakeEmbedder(), generator, Index.load(settings.index_path))
+    service = RagService(settings, FakeEmbedder(), generator, Index.open(settings.index_path))
     with TestClient(create_app(settings, service=service)) as client:
         thread, out = run_in_thread(lambda: chat(client, QUESTION, stream=stream))
         try:
@@ -593,7 +592,7 @@ def test_queue_admits_waiting_requests_up_to_its_size(tmp_path: Path) -> None:
     """With one waiting place, of two requests behind a running generation one waits and one gets 503."""
     settings = make_settings(tmp_path, queue_size=1)
     generator = BlockingGenerator()
-    service = RagService(settings, FakeEmbedder(), generator, Index.load(settings.index_path))
+    service = RagService(settings, FakeEmbedder(), generator, Index.open(settings.index_path))
     with TestClient(create_app(settings, service=service)) as client:
         first, out1 = run_in_thread(lambda: chat(client, QUESTION))
         try:
@@ -661,7 +660,7 @@ def test_client_hanging_up_mid_stream_frees_the_generation_slot(tmp_path: Path) 
     closed until the cyclic garbage collector runs. Until then the gate slot (and the service's generation
     lock) stay taken: with ``queue_size=0`` every chat request gets 503."""
     settings = make_settings(tmp_path, queue_size=0)
-    service = RagService(settings, FakeEmbedder(), SlowGenerator(), Index.load(settings.index_path))
+    service = RagService(settings, FakeEmbedder(), SlowGenerator(), Index.open(settings.index_path))
     app = create_app(settings, service=service)
     body = json.dumps({"messages": [{"role": "user", "content": QUESTION}], "stream": True}).encode()
 
@@ -705,7 +704,7 @@ def test_list_documents(client: TestClient, settings: Settings) -> None:
     assert response.status_code == 200
     body = response.json()
     assert set(body) == {"object", "data"}
-    index = Index.load(settings.index_path)
+    index = Index.open(settings.index_path)
     assert sorted(d["id"] for d in body["data"]) == sorted(index.documents)
     for d in body["data"]:
         assert set(d) == DOCUMENT_KEYS
@@ -759,7 +758,7 @@ def test_upload_is_listed_searchable_and_stored(fresh: tuple[TestClient, Setting
     hits = client.post("/v1/search", json={"query": query, "top_k": 1}).json()["results"]
     assert hits[0]["doc_id"] == name
     assert_span(settings.corpus_dir, hits[0])
-    assert name in Index.load(settings.index_path).documents
+    assert name in Index.open(settings.index_path).documents
 
 
 def test_uploaded_document_answers_questions(fresh: tuple[TestClient, Settings]) -> None:
@@ -842,19 +841,19 @@ def test_upload_requires_a_file_field(fresh: tuple[TestClient, Settings]) -> Non
 def test_failed_upload_leaves_the_index_unchanged(fresh: tuple[TestClient, Settings]) -> None:
     client, settings = fresh
     listed_before = client.get("/v1/documents").json()
-    on_disk = Index.load(settings.index_path)
-    pointer = (settings.index_path / "CURRENT").read_text("utf-8")
+    on_disk = Index.open(settings.index_path)
+    version = index_version(settings.index_path)
 
     response = upload(client, "bad.txt", b"\xff\xfe\xfa\xff\x80 not text \xff")
 
     assert "bad.txt" in assert_error(response, 422, "document_error")
     assert client.get("/v1/documents").json() == listed_before
-    after = Index.load(settings.index_path)
+    after = Index.open(settings.index_path)
     assert set(after.documents) == set(on_disk.documents)
-    assert len(after.chunks) == len(on_disk.chunks)
-    assert (settings.index_path / "CURRENT").read_text("utf-8") == pointer
+    assert after.chunk_count() == on_disk.chunk_count()
+    assert index_version(settings.index_path) == version != ""
     assert not (settings.corpus_dir / "bad.txt").exists()
-    assert client.get("/health").json()["index"] == {"documents": 5, "chunks": len(on_disk.chunks)}
+    assert client.get("/health").json()["index"] == {"documents": 5, "chunks": on_disk.chunk_count()}
 
 
 def test_delete_document(fresh: tuple[TestClient, Settings]) -> None:
@@ -869,7 +868,7 @@ def test_delete_document(fresh: tuple[TestClient, Settings]) -> None:
     results = client.post("/v1/search", json={"query": "火星基地的预算", "top_k": 100}).json()["results"]
     assert "mars.txt" not in {r["doc_id"] for r in results}
     assert not (settings.corpus_dir / "mars.txt").exists()
-    assert "mars.txt" not in Index.load(settings.index_path).documents
+    assert "mars.txt" not in Index.open(settings.index_path).documents
     assert chat(client, UNANSWERABLE).json()["refused"] is True
 
 
@@ -878,9 +877,9 @@ def test_delete_a_corpus_document(fresh: tuple[TestClient, Settings]) -> None:
     assert client.delete(f"/v1/documents/{DOC0}").status_code == 200
     assert DOC0 not in document_ids(client)
     assert not (settings.corpus_dir / DOC0).exists()
-    index = Index.load(settings.index_path)
+    index = Index.open(settings.index_path)
     assert DOC0 not in index.documents
-    assert client.get("/health").json()["index"] == {"documents": 4, "chunks": len(index.chunks)}
+    assert client.get("/health").json()["index"] == {"documents": 4, "chunks": index.chunk_count()}
 
 
 def test_delete_unknown_document_is_404(fresh: tuple[TestClient, Settings]) -> None:

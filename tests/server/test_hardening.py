@@ -25,11 +25,11 @@ from fastapi.testclient import TestClient
 from rag.config import Settings
 from rag.embed import FakeEmbedder
 from rag.generate import Completion, FakeGenerator
+from rag.index import DocRecord, DocumentEntry, Index
 from rag.ingest import ingest_paths
 from rag.lock import IndexLock
 from rag.server.app import create_app
 from rag.service import RagService
-from rag.store import DocRecord, Index
 
 REPO = Path(__file__).resolve().parents[2]
 QUESTION = "阳山县在清远市八个县中排名第几？"
@@ -47,13 +47,12 @@ def make_settings(root: Path, **overrides: Any) -> Settings:
                            "corpus_dir": corpus, "models_dir": root / "models", "min_dense_score": 0.0,
                            "allowed_hosts": LOCAL + ",testserver", **overrides})
     index, _ = ingest_paths([corpus], settings, FakeEmbedder(), None)
-    index.save(settings.index_path)
     return settings
 
 
 def service_with(settings: Settings, embedder: Any = None, generator: Any = None) -> RagService:
     return RagService(settings, embedder or FakeEmbedder(), generator or FakeGenerator(),
-                      Index.load(settings.index_path))
+                      Index.open(settings.index_path))
 
 
 def upload(client: TestClient, name: str, data: bytes, **kwargs: Any) -> httpx.Response:
@@ -77,7 +76,7 @@ def listed(client: TestClient) -> set[str]:
 
 
 def on_disk(settings: Settings) -> set[str]:
-    return set(Index.load(settings.index_path).documents)
+    return set(Index.open(settings.index_path).documents)
 
 
 def corpus_files(settings: Settings) -> set[str]:
@@ -264,10 +263,9 @@ def test_delete_of_a_document_whose_file_cannot_exist_is_200(tmp_path: Path) -> 
     """The state the 300-byte upload left: indexed, no file (its name is too long to exist)."""
     settings = make_settings(tmp_path)
     name = "长" * 100 + ".txt"
-    index = Index.load(settings.index_path)
+    index = Index.open(settings.index_path)
     record = DocRecord(name, "长", 3, 0, "0" * 64, "2026-01-01T00:00:00+00:00", str(settings.corpus_dir))
-    Index.build(index.chunks, index.vectors, {**index.documents, name: record}, {**index.sources, name: "长长长"},
-                index.manifest).save(settings.index_path)
+    index.write([DocumentEntry(record, "长长长", "长长长", "长长长", (0, 1, 2), (), np.zeros((0, 64), np.float32), ())])
     with TestClient(create_app(settings)) as client:
         assert name in listed(client)
         response = client.delete(f"/v1/documents/{name}")
@@ -276,9 +274,9 @@ def test_delete_of_a_document_whose_file_cannot_exist_is_200(tmp_path: Path) -> 
 
 
 def _failing_save(monkeypatch: pytest.MonkeyPatch) -> None:
-    def save(self: Index, root: Path) -> Path:
+    def write(self: Index, *args: Any, **kwargs: Any) -> int:
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr(Index, "save", save)
+    monkeypatch.setattr(Index, "write", write)
 
 
 def test_a_failed_index_save_rolls_back_the_new_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -360,12 +358,11 @@ def test_uploads_wait_for_a_cli_writer_then_apply_on_top_of_it(tmp_path: Path) -
             response = upload(client, "web.txt", doc(5))
             assert response.status_code == 202
             # Meanwhile "another process" saves a generation with one more document.
-            index = Index.load(settings.index_path)
+            index = Index.open(settings.index_path)
             extra = tmp_path / "extra"
             extra.mkdir()
             (extra / "cli.txt").write_bytes(doc(6))
-            newer, _ = ingest_paths([extra], settings, FakeEmbedder(), index)
-            newer.save(settings.index_path)
+            ingest_paths([extra], settings, FakeEmbedder(), index)
         job = response.json()["id"]
         wait_for(lambda: client.get(f"/v1/jobs/{job}").json()["status"] == "done")
         assert {"cli.txt", "web.txt"} <= on_disk(settings) == listed(client)
