@@ -48,7 +48,6 @@ def pdf_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClie
                         models_dir=root / "models", min_dense_score=0.0, max_pages=8,
                         max_unpacked_bytes=1_000_000)
     index, report = ingest_paths([corpus], settings, FakeEmbedder(), None)
-    index.save(settings.index_path)
     assert [s.doc_id for s in report.skipped] == ["003_727ffb95bee0db86.pdf"]  # 10 pages > max_pages
     with TestClient(create_app(settings)) as client:
         yield client, settings
