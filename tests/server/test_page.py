@@ -141,6 +141,7 @@ class Recorder:
 
     origin: str
     requests: list[Any] = field(default_factory=list)
+    statuses: list[tuple[str, str, int]] = field(default_factory=list)  # method, url, status
     errors: list[str] = field(default_factory=list)
 
     def off_origin(self) -> list[str]:
@@ -156,6 +157,7 @@ def open_page(browser: Any, origin: str, **context_options: Any) -> tuple[Any, A
     context.set_default_timeout(TIMEOUT_MS)
     recorder = Recorder(origin)
     context.on("request", lambda request: recorder.requests.append(request))
+    context.on("response", lambda r: recorder.statuses.append((r.request.method, r.url, r.status)))
     page = context.new_page()
     page.on("pageerror", lambda error: recorder.errors.append(str(error)))
     # An HTTP error status is logged as "Failed to load resource"; the page shows those itself.
@@ -494,4 +496,34 @@ def test_real_models_answer_and_highlight(browser: Any, real_settings: Settings)
             assert "排名第三" in clean(mark.text_content())
         finally:
             context.close()
+    assert recorder.off_origin() == [] and recorder.errors == []
+
+
+def test_upload_and_delete_through_background_jobs(browser: Any, service: RagService, tmp_path: Path) -> None:
+    """With no wait the server answers 202 with a job; the page polls it until the document is in."""
+    from playwright.sync_api import expect
+
+    settings = service.settings
+    name = "后台任务.txt"
+    upload = tmp_path / name
+    upload.write_text("后台任务\n\n这份文档通过后台任务收录，页面轮询任务直到完成。\n", "utf-8")
+    service.settings = settings.model_copy(update={"upload_wait_seconds": 0.0})  # the routes read the service's
+    with LiveServer(create_app(service.settings, service=service)) as live:
+        context, pg, recorder = open_page(browser, live.url, viewport={"width": 1280, "height": 800})
+        try:
+            pg.locator("#file-input").set_input_files(str(upload))
+            item = pg.locator(f"#doc-list .doc[data-id='{name}']")
+            expect(item).to_be_visible()
+            expect(pg.locator(".upload.ok .upload-status")).to_have_text("已收录：后台任务")
+            pg.once("dialog", lambda dialog: dialog.accept())
+            item.get_by_role("button", name=re.compile("删除")).click()
+            expect(item).to_have_count(0)
+        finally:
+            context.close()
+            service.settings = settings
+    writes = [(method, status) for method, url, status in recorder.statuses if method in ("POST", "DELETE")]
+    assert writes == [("POST", 202), ("DELETE", 202)]
+    polls = [status for method, url, status in recorder.statuses if "/v1/jobs/" in url]
+    assert polls and set(polls) == {200}
+    assert name not in {d.doc_id for d in service.documents()}
     assert recorder.off_origin() == [] and recorder.errors == []

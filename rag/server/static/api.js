@@ -109,6 +109,16 @@ function send(file, onProgress) {
   });
 }
 
+/** Deletes a document; follows the job when the server answers 202. */
+export async function remove(docId) {
+  const response = await request(`/v1/documents/${encodeURIComponent(docId)}`, { method: "DELETE" });
+  const body = await json(response);
+  if (response.status === 202) {
+    await followJob(response.headers.get("Location") || `/v1/jobs/${body.id}`, body, () => {});
+  }
+}
+
+/** Polls a job (interface: {id, status, progress, document, error}) until it is done or failed. */
 async function followJob(location, job, onProgress, interval = 400) {
   for (;;) {
     if (job.progress) onProgress({ phase: "index", done: job.progress.done, total: job.progress.total });

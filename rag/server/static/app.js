@@ -1,6 +1,6 @@
 // The chat page: conversation, streamed answers, citation markers, the source pane and the documents panel.
 // Model and document text is always inserted as text nodes (textContent), never parsed as HTML.
-import { ApiError, getJSON, json, request, upload } from "./api.js";
+import { ApiError, getJSON, json, remove, request, upload } from "./api.js";
 import { splitSpan } from "./highlight.js";
 import { readChatStream } from "./sse.js";
 import { documentMeta, pageLabel, refusalReason, refusalText, sectionLabel } from "./text.js";
@@ -202,7 +202,7 @@ async function refreshDocuments() {
   $("doc-list").replaceChildren(...items);
   $("doc-count").textContent = `（${list.data.length}）`;
   $("docs-empty").hidden = list.data.length > 0;
-  $("docs-empty").textContent = "还没有文档。上传一个 .txt 或 .md 文件开始提问。";
+  $("docs-empty").textContent = "还没有文档。上传文本、Markdown、PDF、Word 或网页文件，就可以提问了。";
 }
 
 function documentItem(doc) {
@@ -223,7 +223,7 @@ async function removeDocument(doc, item) {
   if (!window.confirm(`确定删除「${doc.title || doc.id}」吗？删除后不能再引用它回答问题。`)) return;
   item.classList.add("busy");
   try {
-    await json(await request(`/v1/documents/${encodeURIComponent(doc.id)}`, { method: "DELETE" }));
+    await remove(doc.id);
     texts.delete(doc.id);
   } catch (error) {
     window.alert(`删除失败：${error.message}`);
