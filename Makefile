@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: serve test setup install models index browser lint bench eval clean-index
+.PHONY: serve test setup install models index browser lint bench eval clean-index reliability
 
 serve: setup
 	$(BIN)/rag serve
@@ -44,3 +44,7 @@ bench: setup
 
 eval: setup
 	$(BIN)/rag eval
+
+# Fuzzing, concurrency and kill -9 against a running service, bounded (about 4 minutes); CI runs it.
+reliability: setup
+	$(BIN)/python scripts/reliability.py

@@ -12,7 +12,8 @@ import queue
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -47,10 +48,12 @@ Work = Callable[[Job], Any]
 class JobQueue:
     """At most ``capacity`` jobs wait; one runs. Finished jobs stay readable (the latest ``keep``)."""
 
-    def __init__(self, capacity: int, idle: Callable[[], None] | None = None, keep: int = 500) -> None:
+    def __init__(self, capacity: int, idle: Callable[[], None] | None = None, keep: int = 500,
+                 idle_seconds: float = IDLE_SECONDS) -> None:
         self._waiting: queue.Queue[tuple[Job, Work] | None] = queue.Queue(maxsize=max(capacity, 1))
         self._capacity = capacity
         self._idle = idle
+        self._idle_seconds = idle_seconds
         self._keep = keep
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
@@ -108,7 +111,7 @@ class JobQueue:
     def _run(self) -> None:
         while True:
             try:
-                item = self._waiting.get(timeout=IDLE_SECONDS)
+                item = self._waiting.get(timeout=self._idle_seconds)
             except queue.Empty:
                 self._housekeeping()
                 continue
@@ -139,3 +142,29 @@ class JobQueue:
         job.error = error
         job.status = "failed"
         job.finished.set()
+
+
+class ReadsFirst:
+    """Reads before writes on a 2-core machine: the writer pauses between embedding batches while searches
+    or answers are being computed (at most ``max_pause`` seconds per batch, so writes still progress)."""
+
+    def __init__(self, max_pause: float = 3.0) -> None:
+        self.max_pause = max_pause
+        self._active = 0
+        self._idle = threading.Condition()
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        with self._idle:
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
+
+    def pause(self) -> None:
+        """Called by the writer between batches: wait while reads run (bounded)."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._active == 0, timeout=self.max_pause)

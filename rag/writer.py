@@ -94,6 +94,7 @@ class IndexWriter:
         self.journal = settings.index_path.parent / f".{settings.index_path.name}.journal"
         self.version = index_version(settings.index_path) if holder.loaded_index is not None else ""
         self._mutex = threading.Lock()
+        self.between_batches: Callable[[], None] = lambda: None  # the server lets reads go first here
 
     # --- the writes --------------------------------------------------------------------------------
     def prepare(self, name: str, data: bytes) -> Document:
@@ -113,7 +114,7 @@ class IndexWriter:
             tag = uuid.uuid4().hex[:12]
             change = Change("add", doc.doc_id, str(path), doc.sha256, str(root / f".{tag}.upload"),
                             str(root / f".{tag}.previous") if _exists(path) else "")
-            embedder = MeteredEmbedder(self.embedder, doc.doc_id, self.settings, job)
+            embedder = MeteredEmbedder(self.embedder, doc.doc_id, self.settings, job, self.between_batches)
             index = self._apply(change, lambda: _put_file(change, data),
                                 lambda: ingest_documents([doc], {doc.doc_id: str(root)}, self.settings, embedder,
                                                          self.holder.loaded_index)[0])
@@ -226,8 +227,9 @@ class MeteredEmbedder:
     """The embedder, refusing a document over the upload chunk limit before any embedding, and reporting
     progress (chunks embedded of the document's total) to the job batch by batch."""
 
-    def __init__(self, inner: Embedder, doc_id: str, settings: Settings, job: Job | None) -> None:
-        self.inner, self.doc_id, self.job = inner, doc_id, job
+    def __init__(self, inner: Embedder, doc_id: str, settings: Settings, job: Job | None,
+                 between_batches: Callable[[], None] = lambda: None) -> None:
+        self.inner, self.doc_id, self.job, self.between_batches = inner, doc_id, job, between_batches
         self.limit, self.batch = settings.max_upload_chunks, settings.embed_batch_size
         self.name, self.dim = inner.name, inner.dim
 
@@ -239,6 +241,7 @@ class MeteredEmbedder:
         for start in range(0, len(texts), self.batch):
             if self.job is not None:
                 self.job.progress(start, len(texts))
+            self.between_batches()
             parts.append(self.inner.embed_documents(texts[start:start + self.batch]))
         if self.job is not None:
             self.job.progress(len(texts), len(texts))

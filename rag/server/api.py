@@ -25,14 +25,14 @@ from starlette.datastructures import UploadFile as FormFile
 from rag.errors import Busy, InvalidRequest, PayloadTooLarge
 from rag.index import DocRecord
 from rag.jobs import Job, JobQueue
-from rag.service import RagService
+from rag.service import ROLES, RagService
 from rag.types import Answer, Citation
 
 
 # --- schemas -----------------------------------------------------------------------------------------
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    role: str
+    role: str = Field(..., json_schema_extra={"enum": sorted(ROLES)})  # checked (naming the value) by the service
     content: str | list[dict[str, Any]] = ""
 
     def text(self) -> str:
@@ -257,9 +257,10 @@ def models(service: Service) -> dict[str, Any]:
 
 
 @v1.post("/search", response_model=SearchResponse)
-def search_route(body: SearchRequest, service: Service) -> SearchResponse:
+def search_route(body: SearchRequest, request: Request, service: Service) -> SearchResponse:
     """Hybrid search; ``start``/``end`` index the original file, ``text`` is the clean passage."""
-    hits = service.search(body.query, body.top_k, body.doc_ids)
+    with request.app.state.reads_first.reading():
+        hits = service.search(body.query, body.top_k, body.doc_ids)
     return SearchResponse(results=[SearchResult(doc_id=h.chunk.doc_id, chunk_id=h.chunk.chunk_id, start=h.chunk.start,
                                                 end=h.chunk.end, section=h.chunk.section_path, text=h.chunk.text,
                                                 score=h.score) for h in hits])
@@ -273,7 +274,8 @@ async def chat(body: ChatRequest, request: Request, service: Service) -> Any:
     gate.enter()
     try:
         stream = service.stream(messages, body.max_tokens, body.temperature)
-        first = await run_in_threadpool(next, stream)  # errors surface here as JSON, before any SSE
+        with request.app.state.reads_first.reading():  # retrieval and the prompt: the writer pauses
+            first = await run_in_threadpool(next, stream)  # errors surface here as JSON, before any SSE
     except BaseException:
         gate.leave()
         raise

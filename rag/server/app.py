@@ -12,11 +12,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match
 
 from rag import __version__
 from rag.config import Settings
 from rag.errors import RagError
-from rag.jobs import JobQueue
+from rag.jobs import JobQueue, ReadsFirst
 from rag.server.api import Gate, router, v1
 from rag.server.guard import Guard, error_response, rag_error_response
 from rag.server.page import mount_page
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None, service: RagService | None = No
         live.writer.refresh()  # settle a write a crash interrupted, catch up with `rag ingest`
         # Index writes run on one worker thread, never on the request threads that reads need.
         app.state.jobs = JobQueue(settings.upload_queue_size, idle=live.writer.refresh)
+        live.writer.between_batches = app.state.reads_first.pause
         app.state.jobs.start()
         _warm_up(live)
         try:
@@ -46,6 +48,7 @@ def create_app(settings: Settings | None = None, service: RagService | None = No
                   description="Local, offline question answering over Chinese documents.")
     app.state.settings = settings
     app.state.gate = Gate(settings.queue_size)
+    app.state.reads_first = ReadsFirst()
     app.include_router(router)
     app.include_router(v1)
     mount_page(app)
@@ -79,6 +82,15 @@ def _warm_up(service: RagService) -> None:
         log.exception("warm-up failed")
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route of ours serves at the request's path."""
+    methods: set[str] = set()
+    for route in (*router.routes, *v1.routes):
+        if isinstance(route, BaseRoute) and route.matches({**request.scope, "method": ""})[0] != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RagError)
     async def rag_error(_: Request, exc: RagError) -> JSONResponse:
@@ -92,9 +104,12 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(400, "invalid_request_error", message)
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
-        return error_response(exc.status_code, kind, str(exc.detail), dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Starlette names only the first route's methods; a path may have several
+            headers["Allow"] = ", ".join(_allowed_methods(request)) or headers.get("Allow", "")
+        return error_response(exc.status_code, kind, str(exc.detail), headers)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

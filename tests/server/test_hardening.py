@@ -546,3 +546,11 @@ def test_no_temporary_files_are_left_in_the_corpus_or_index(tmp_path: Path) -> N
     assert hidden == []
     assert sorted(p.name for p in settings.index_path.iterdir() if p.name.startswith(".tmp")) == []
     assert sorted(p.name for p in settings.index_dir.iterdir()) == [".default.lock", "default"]
+
+
+def test_405_names_every_method_of_the_path(tmp_path: Path) -> None:
+    """Starlette named only the first route's methods (GET) for /v1/documents, which also takes POST."""
+    with TestClient(create_app(make_settings(tmp_path))) as client:
+        assert client.put("/v1/documents").headers["allow"] == "GET, POST"
+        assert client.put("/health").headers["allow"] == "GET, HEAD"
+        assert client.get("/v1/chat/completions").headers["allow"] == "POST"

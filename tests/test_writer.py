@@ -1,0 +1,109 @@
+"""Tests for rag.writer: transactions over the corpus folder and the index, and their crash recovery.
+
+A child process is killed (SIGKILL) at an exact point of a write; the next writer must settle it: undone
+when the index had not committed it, completed when it had. The corpus folder and the index then agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from rag.config import Settings
+from rag.embed import FakeEmbedder
+from rag.errors import InvalidRequest
+from rag.ingest import ingest_paths
+from rag.store import Index
+from rag.writer import IndexWriter, LocalIndex, sanitize_name
+
+REPO = Path(__file__).resolve().parent.parent
+OLD = "旧文件\n旧文件说青松县有学校三十所。\n".encode()
+NEW = "新文件\n新文件说青松县有学校四十所。\n".encode()
+
+CHILD = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    from rag import writer as w
+    from rag.config import Settings
+    from rag.embed import FakeEmbedder
+    from rag.store import Index
+    root, op, point = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+    settings = Settings(embed_backend="fake", llm_backend="fake", corpus_dir=root / "corpus",
+                        index_dir=root / "index")
+    die = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+    if point == "before-commit":
+        Index.save = die
+    else:
+        w._finish = die
+    writer = w.IndexWriter(settings, FakeEmbedder(), w.LocalIndex())
+    writer.refresh()
+    if op == "delete":
+        writer.delete("x.txt")
+    else:
+        data = sys.argv[4].encode()
+        writer.add(writer.prepare("x.txt", data), data)
+""")
+
+
+def setup(root: Path, with_x: bool) -> Settings:
+    corpus = root / "corpus"
+    corpus.mkdir(parents=True)
+    shutil.copy(REPO / "corpus" / "000_ae0e48cc884afd96.txt", corpus)
+    if with_x:
+        (corpus / "x.txt").write_bytes(OLD)
+    settings = Settings(embed_backend="fake", llm_backend="fake", corpus_dir=corpus, index_dir=root / "index")
+    index, _ = ingest_paths([corpus], settings, FakeEmbedder(), None)
+    index.save(settings.index_path)
+    return settings
+
+
+def killed_during(root: Path, op: str, point: str) -> None:
+    child = subprocess.run([sys.executable, "-c", CHILD, str(root), op, point, NEW.decode()],
+                           env={"PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    assert child.returncode == -9, child.stderr
+
+
+def settled(settings: Settings) -> dict[str, str]:
+    """What a new writer leaves after recovery: {doc_id: sha256}, checked against the corpus folder."""
+    holder = LocalIndex()
+    writer = IndexWriter(settings, FakeEmbedder(), holder)
+    writer.refresh()
+    assert not writer.journal.exists()
+    assert [p.name for p in settings.corpus_dir.iterdir() if p.name.startswith(".")] == []
+    index = Index.load(settings.index_path)
+    files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in settings.corpus_dir.iterdir()}
+    assert {d: r.sha256 for d, r in index.documents.items()} == files
+    assert holder.loaded_index is not None and set(holder.loaded_index.documents) == set(files)
+    return files
+
+
+@pytest.mark.parametrize(("op", "point", "expected"), [
+    ("add", "before-commit", None),
+    ("add", "after-commit", NEW),
+    ("replace", "before-commit", OLD),
+    ("replace", "after-commit", NEW),
+    ("delete", "before-commit", OLD),
+    ("delete", "after-commit", None),
+])
+def test_a_write_killed_at_any_point_is_settled_by_the_next_writer(tmp_path: Path, op: str, point: str,
+                                                                   expected: bytes | None) -> None:
+    settings = setup(tmp_path, with_x=op != "add")
+    killed_during(tmp_path, op, point)
+    assert (settings.index_path.parent / ".default.journal").exists()  # the kill left a change in flight
+    files = settled(settings)
+    if expected is None:
+        assert "x.txt" not in files
+    else:
+        assert (settings.corpus_dir / "x.txt").read_bytes() == expected
+
+
+def test_sanitize_name_refuses_names_longer_than_a_file_system_stores() -> None:
+    assert sanitize_name("长" * 83 + ".txt") == "长" * 83 + ".txt"  # 253 bytes
+    with pytest.raises(InvalidRequest, match="is 256 bytes long .UTF-8.; the limit is 255"):
+        sanitize_name("长" * 84 + ".txt")
