@@ -18,8 +18,8 @@ import pytest
 from rag.config import Settings
 from rag.embed import FakeEmbedder
 from rag.errors import InvalidRequest
+from rag.index import Index
 from rag.ingest import ingest_paths
-from rag.store import Index
 from rag.writer import IndexWriter, LocalIndex, sanitize_name
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,13 +32,13 @@ CHILD = textwrap.dedent("""
     from rag import writer as w
     from rag.config import Settings
     from rag.embed import FakeEmbedder
-    from rag.store import Index
+    from rag.index import Index
     root, op, point = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
     settings = Settings(embed_backend="fake", llm_backend="fake", corpus_dir=root / "corpus",
                         index_dir=root / "index")
     die = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
     if point == "before-commit":
-        Index.save = die
+        Index.write = die
     else:
         w._finish = die
     writer = w.IndexWriter(settings, FakeEmbedder(), w.LocalIndex())
@@ -58,8 +58,7 @@ def setup(root: Path, with_x: bool) -> Settings:
     if with_x:
         (corpus / "x.txt").write_bytes(OLD)
     settings = Settings(embed_backend="fake", llm_backend="fake", corpus_dir=corpus, index_dir=root / "index")
-    index, _ = ingest_paths([corpus], settings, FakeEmbedder(), None)
-    index.save(settings.index_path)
+    ingest_paths([corpus], settings, FakeEmbedder(), None)
     return settings
 
 
@@ -76,7 +75,7 @@ def settled(settings: Settings) -> dict[str, str]:
     writer.refresh()
     assert not writer.journal.exists()
     assert [p.name for p in settings.corpus_dir.iterdir() if p.name.startswith(".")] == []
-    index = Index.load(settings.index_path)
+    index = Index.open(settings.index_path)
     files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in settings.corpus_dir.iterdir()}
     assert {d: r.sha256 for d, r in index.documents.items()} == files
     assert holder.loaded_index is not None and set(holder.loaded_index.documents) == set(files)
