@@ -334,7 +334,7 @@ def test_follow_up_sends_the_conversation_and_new_conversation_clears_it(page: t
 def test_shift_enter_is_a_new_line_and_stop_ends_the_stream(page: tuple[Any, Recorder], service: RagService) -> None:
     from playwright.sync_api import expect
 
-    pg, _ = page
+    pg, recorder = page
     box = pg.locator("#question")
     box.fill("阳山县")
     box.press("Shift+Enter")
@@ -354,10 +354,18 @@ def test_shift_enter_is_a_new_line_and_stop_ends_the_stream(page: tuple[Any, Rec
         expect(answer).to_have_class(re.compile(r"\bstopped\b"))
         expect(answer.locator(".note")).to_have_text("已停止")
         expect(pg.locator("#send")).to_be_visible()
+        # 新对话 in the middle of an answer stops it and forgets it.
+        box.fill("阳山县在清远市八个县中排名第几？")
+        box.press("Enter")
+        expect(pg.locator(".msg.assistant").last.locator(".body")).not_to_have_text("", timeout=5000)
+        pg.locator("#new-chat").click()
+        expect(pg.locator(".msg")).to_have_count(0)
+        expect(pg.locator("#send")).to_be_visible()
     finally:
         paced.delay = 0.06
-    # The stopped generation freed its slot: the next question is answered.
+    # The stopped generations freed their slots: the next question is answered, as a new conversation.
     expect(ask(pg, QUESTION).locator("button.cite").first).to_be_visible()
+    assert recorder.chat_bodies()[-1]["messages"] == [{"role": "user", "content": QUESTION}]
 
 
 def test_upload_ask_about_it_then_delete_it(page: tuple[Any, Recorder], server: str, service: RagService,

@@ -6,7 +6,7 @@ import { readChatStream } from "./sse.js";
 import { documentMeta, pageLabel, refusalReason, refusalText, sectionLabel } from "./text.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { conversation: [], controller: null, documents: new Map(), listed: "" };
+const state = { conversation: [], controller: null, documents: new Map(), listed: "", opened: 0 };
 const texts = new Map(); // doc_id -> {sha256, text}
 
 function el(tag, className, text) {
@@ -33,7 +33,9 @@ function setBusy(busy) {
 }
 
 async function ask(question) {
-  state.conversation.push({ role: "user", content: question });
+  // This turn belongs to the conversation it was asked in, even if 新对话 starts another meanwhile.
+  const turns = state.conversation;
+  turns.push({ role: "user", content: question });
   addMessage("user", question);
   const { item, body } = addMessage("assistant streaming", "");
   const live = document.createTextNode("");
@@ -46,7 +48,7 @@ async function ask(question) {
     const response = await request("/v1/chat/completions", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ model: "rag", messages: state.conversation, stream: true }),
+      body: JSON.stringify({ model: "rag", messages: turns, stream: true }),
       signal: controller.signal,
     });
     if (!response.ok) await json(response);
@@ -55,14 +57,14 @@ async function ask(question) {
       live.data = streamed;
       item.scrollIntoView({ block: "end" });
     });
-    finishAnswer(item, body, streamed, final);
+    turns.push(finishAnswer(item, body, streamed, final));
   } catch (error) {
     if (error.name === "AbortError") {
       item.classList.add("stopped");
       item.append(el("p", "note", "已停止"));
-      state.conversation.push({ role: "assistant", content: streamed });
+      turns.push({ role: "assistant", content: streamed });
     } else {
-      state.conversation.pop();
+      turns.pop();
       item.classList.add("error");
       body.textContent = error instanceof ApiError ? error.message : `出错了：${error.message}`;
     }
@@ -73,6 +75,7 @@ async function ask(question) {
   }
 }
 
+/** Shows the finished answer (or refusal); returns the assistant turn to remember. */
 function finishAnswer(item, body, streamed, final) {
   const result = final || { citations: [], refused: false, reason: "" };
   if (result.refused) {
@@ -81,14 +84,13 @@ function finishAnswer(item, body, streamed, final) {
     item.classList.add("refused");
     item.prepend(el("p", "label", "没有找到答案"));
     item.append(el("p", "reason", `原因：${refusalReason(result.reason)}`));
-    state.conversation.push({ role: "assistant", content: shown });
-    return;
+    return { role: "assistant", content: shown };
   }
   body.textContent = streamed.trim();
-  state.conversation.push({ role: "assistant", content: streamed.trim() });
   const marks = el("span", "cites");
   result.citations.forEach((citation, i) => marks.append(citeButton(citation, i + 1)));
   body.append(marks);
+  return { role: "assistant", content: streamed.trim() };
 }
 
 function citeButton(citation, n) {
@@ -158,6 +160,7 @@ async function documentText(docId) {
 }
 
 async function openSource(citation) {
+  const opened = ++state.opened; // a later click wins over a slower earlier load
   const pane = $("source");
   const textBox = $("source-text");
   pane.hidden = false;
@@ -167,12 +170,14 @@ async function openSource(citation) {
   textBox.textContent = "正在加载原文…";
   try {
     const doc = await documentText(citation.doc_id);
+    if (opened !== state.opened) return;
     $("source-title").textContent = doc.title || citation.doc_id;
     const { before, mark, after } = splitSpan(doc.text, citation.start, citation.end);
     const highlight = el("mark", "hit", mark);
     textBox.replaceChildren(document.createTextNode(before), highlight, document.createTextNode(after));
     highlight.scrollIntoView({ block: "center" });
   } catch (error) {
+    if (opened !== state.opened) return;
     textBox.textContent = error instanceof RangeError
       ? "这条出处与当前文档不一致（文档可能已更新），请重新提问。"
       : `无法加载原文：${error.message}`;
