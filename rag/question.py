@@ -5,6 +5,7 @@ convert, segment or embed the question again."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -17,15 +18,21 @@ from rag.normalize import is_traditional, to_simplified
 class Question:
     """``original`` is what the user asked; ``query`` what retrieval looks for (a follow-up carries the
     earlier question); ``simplified`` is ``query`` in Simplified script; ``traditional`` says the user wrote
-    in Traditional (the answer follows); ``words`` are the content words of ``simplified`` with whether
-    each is a must (a place name or a year); ``vector`` is the embedded ``simplified`` (``query: ``)."""
+    in Traditional (the answer follows); ``vector`` is the embedded ``simplified`` (``query: ``)."""
 
     original: str
     query: str
     simplified: str
     traditional: bool
-    words: tuple[tuple[str, bool], ...]
     vector: np.ndarray
+
+    @cached_property
+    def words(self) -> tuple[tuple[str, bool], ...]:
+        """Content words of ``simplified``, each with whether it is a must (a place name or a year).
+        Segmented once, on first use (a plain search never needs them)."""
+        from rag.evidence import content_words  # the evidence stage owns the word lists
+
+        return tuple(content_words(self.simplified))
 
     @property
     def musts(self) -> tuple[str, ...]:
@@ -39,11 +46,9 @@ class Question:
 
 def analyse(original: str, embedder: Embedder, query: str | None = None) -> Question:
     """Analyse a question once: script, Simplified form, content words, places and years, vector."""
-    from rag.evidence import content_words  # the evidence stage owns the word lists
-
     query = original if query is None else query
     if not query.strip():
         raise InvalidRequest("query must not be empty")
     simplified = to_simplified(query)
     return Question(original=original, query=query, simplified=simplified, traditional=is_traditional(original),
-                    words=tuple(content_words(simplified)), vector=embedder.embed_query(simplified))
+                    vector=embedder.embed_query(simplified))

@@ -108,7 +108,7 @@ def names(hits: list[Hit]) -> list[str]:
 
 def hand_question(text: str, vector: np.ndarray) -> Question:
     """A question with a hand-made vector."""
-    return Question(text, text, to_simplified(text), is_traditional(text), (), vector)
+    return Question(text, text, to_simplified(text), is_traditional(text), vector)
 
 
 def test_rrf_fusion_scores(tmp_path: Path) -> None:
