@@ -99,40 +99,50 @@ class LexicalIndex:
         if present:
             raise ValueError(f"chunks already in the lexical index: {present[:3]}; delete them first")
         first = len(self._keys)
-        new: dict[int, list[tuple[int, int]]] = {}
+        tids: list[int] = []
+        slots: list[int] = []
+        counts: list[int] = []
         lengths = np.zeros(len(ids), np.float32)
         for i, text in enumerate(texts):
             tokens = lexical_tokens(text)
             lengths[i] = len(tokens)
             for term, tf in Counter(tokens).items():
-                tid = self._terms.setdefault(term, len(self._terms))
-                new.setdefault(tid, []).append((first + i, tf))
+                tids.append(self._terms.setdefault(term, len(self._terms)))
+                slots.append(first + i)
+                counts.append(tf)
         keys = keys_of(ids)
         self._keys = np.concatenate([self._keys, keys])
         self._lengths = np.concatenate([self._lengths, lengths])
         self._slot_of.update((int(k), first + i) for i, k in enumerate(keys.tolist()))
         self._total_length += float(lengths.sum())
-        for tid, pairs in new.items():
-            slots, counts = self._postings(tid)
-            added = np.asarray(pairs, dtype=np.int64)
-            self._changed[tid] = (np.concatenate([slots, added[:, 0].astype(np.int32)]),
-                                  np.concatenate([counts, added[:, 1].astype(np.float32)]))
+        if not tids:
+            return
+        order = np.argsort(np.asarray(tids), kind="stable")
+        tid_sorted = np.asarray(tids)[order]
+        slot_sorted = np.asarray(slots, np.int32)[order]
+        count_sorted = np.asarray(counts, np.float32)[order]
+        bounds = np.flatnonzero(np.diff(tid_sorted)) + 1
+        for tid, a, b in zip(tid_sorted[np.r_[0, bounds]].tolist(), np.r_[0, bounds].tolist(),
+                             np.r_[bounds, len(tid_sorted)].tolist(), strict=True):
+            old_slots, old_counts = self._postings(tid)
+            self._changed[tid] = (np.concatenate([old_slots, slot_sorted[a:b]]),
+                                  np.concatenate([old_counts, count_sorted[a:b]]))
 
     def delete(self, ids: Sequence[str], texts: Sequence[str]) -> None:
         """Remove chunks; ``texts`` are their Simplified texts (they name the postings to touch)."""
-        gone: dict[int, set[int]] = {}
+        dead = np.zeros(len(self._keys), bool)
+        touched: set[int] = set()
         for key, text in zip(keys_of(ids).tolist(), texts, strict=True):
             slot = self._slot_of.pop(key, None)
             if slot is None:
                 continue
+            dead[slot] = True
             self._total_length -= float(self._lengths[slot])
             self._lengths[slot] = 0.0
-            for term in set(lexical_tokens(text)):
-                if term in self._terms:
-                    gone.setdefault(self._terms[term], set()).add(slot)
-        for tid, slots_gone in gone.items():
+            touched.update(self._terms[t] for t in set(lexical_tokens(text)) if t in self._terms)
+        for tid in touched:
             slots, counts = self._postings(tid)
-            keep = ~np.isin(slots, np.fromiter(slots_gone, np.int32, len(slots_gone)))
+            keep = ~dead[slots]
             self._changed[tid] = (slots[keep], counts[keep])
 
     def _postings(self, tid: int) -> tuple[np.ndarray, np.ndarray]:
@@ -218,7 +228,10 @@ class LexicalIndex:
         index = cls(meta["k1"], meta["b"])
         arrays = {name: np.load(folder / f"lexical_{name}.npy", mmap_mode="r") for name in _FILES}
         index._terms = {t: i for i, t in enumerate(meta["terms"])}
-        index._indptr, index._slots, index._counts = arrays["indptr"], arrays["slots"], arrays["counts"]
+        # plain arrays over the mapped files: slicing a np.memmap costs far more than slicing an ndarray
+        index._indptr = np.asarray(arrays["indptr"]).view(np.ndarray)
+        index._slots = arrays["slots"].view(np.ndarray)
+        index._counts = arrays["counts"].view(np.ndarray)
         index._keys = np.array(arrays["keys"])
         index._lengths = np.array(arrays["lengths"])
         index._slot_of = {int(k): i for i, k in enumerate(index._keys.tolist())}
