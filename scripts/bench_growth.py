@@ -27,7 +27,6 @@ import json
 import os
 import random
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -173,7 +172,7 @@ def measure(repo: Path, corpus: Path, work: Path, queries: int, rounds: int) -> 
         server.client.post("/v1/search", json={"query": "热身", "top_k": 5}).raise_for_status()
         server.client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "热身一下？"}]})
         search_ms, chat_ms = [], []  # after one warm-up of each (imports, word lists loaded on first use)
-        for i in range(queries):
+        for _ in range(queries):
             where = place(rng)
             query = f"{where}第{rng.randrange(10_000)}号报告的第三部分"
             t = time.perf_counter()
@@ -207,8 +206,8 @@ def measure(repo: Path, corpus: Path, work: Path, queries: int, rounds: int) -> 
 def row(r: dict[str, Any], label: str) -> str:
     span = lambda xs: f"{min(xs):.2f}–{max(xs):.2f} s"  # noqa: E731
     return (f"| {label} | {r['chunks']:,} | {span(r['add_s'])} | {span(r['delete_s'])} | "
-            f"{r['search_p50_ms']:.0f} / {r['search_p95_ms']:.0f} ms | {r['chat_p50_ms']:.0f} / {r['chat_p95_ms']:.0f} ms "
-            f"| {r['ready_s']:.1f} s | {r['peak_rss_upload_gb']:.2f} GB |")
+            f"{r['search_p50_ms']:.0f} / {r['search_p95_ms']:.0f} ms | "
+            f"{r['chat_p50_ms']:.0f} / {r['chat_p95_ms']:.0f} ms | {r['ready_s']:.1f} s | {r['peak_rss_upload_gb']:.2f} GB |")
 
 
 def main() -> int:
