@@ -207,7 +207,8 @@ def row(r: dict[str, Any], label: str) -> str:
     span = lambda xs: f"{min(xs):.2f}–{max(xs):.2f} s"  # noqa: E731
     return (f"| {label} | {r['chunks']:,} | {span(r['add_s'])} | {span(r['delete_s'])} | "
             f"{r['search_p50_ms']:.0f} / {r['search_p95_ms']:.0f} ms | "
-            f"{r['chat_p50_ms']:.0f} / {r['chat_p95_ms']:.0f} ms | {r['ready_s']:.1f} s | {r['peak_rss_upload_gb']:.2f} GB |")
+            f"{r['chat_p50_ms']:.0f} / {r['chat_p95_ms']:.0f} ms | {r['ready_s']:.1f} s | "
+            f"{r['peak_rss_upload_gb']:.2f} GB |")
 
 
 def main() -> int:
