@@ -1,0 +1,115 @@
+"""`rag eval` on the whole gold set with the sample corpus ingested as ``.txt``, PDF, Word and HTML.
+
+For each format, the five sample documents in that format (``corpus/*.txt``, or the fixtures in
+``tests/fixtures/formats/`` made by ``scripts/make_format_fixtures.py``) go into a corpus folder and an index
+of their own, and the gold set is evaluated in process with the real models. Gold ``doc`` ids name the
+``.txt`` files; for another format they are rewritten to the same file name with that format's extension
+(``000_ae0e48cc884afd96.txt`` → ``000_ae0e48cc884afd96.pdf``), so document hits and citation checks look for
+the right file. Citation spans are checked against the text each format's reader extracts from the file.
+
+    flock /tmp/llm.lock .venv/bin/python scripts/eval_formats.py [--formats txt,pdf] [--limit N]
+
+Prints a Markdown table (the whole set and its test split) and writes each run under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rag.config import Settings
+from rag.embed import build_embedder
+from rag.evaluate import run_eval
+from rag.ingest import ingest_paths
+from rag.service import build_service
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "fixtures" / "formats"
+METRICS = ("answer_accuracy", "evidence@k", "citation_span_valid")
+
+
+def corpus_of(fmt: str, folder: Path) -> Path:
+    """A folder holding the five sample documents as ``fmt`` files."""
+    folder.mkdir(parents=True)
+    for txt in sorted((REPO / "corpus").glob("*.txt")):
+        source = txt if fmt == "txt" else FIXTURES / f"{txt.stem}.{fmt}"
+        shutil.copyfile(source, folder / f"{txt.stem}.{fmt}")
+    return folder
+
+
+def gold_for(fmt: str, gold: Path, out: Path) -> Path:
+    """The gold set with its ``doc`` ids naming the ``fmt`` files."""
+    lines = []
+    for line in gold.read_text("utf-8").splitlines():
+        if line.strip():
+            item = json.loads(line)
+            if item.get("doc"):
+                item["doc"] = str(Path(item["doc"]).with_suffix(f".{fmt}"))
+            lines.append(json.dumps(item, ensure_ascii=False))
+    out.write_text("\n".join(lines) + "\n", "utf-8")
+    return out
+
+
+def split_metrics(results: Path, split: str) -> dict[str, float | None]:
+    """The three metrics over the questions of one split, from a run's ``results.jsonl``."""
+    rows = [json.loads(line) for line in results.read_text("utf-8").splitlines() if line.strip()]
+    rows = [r for r in rows if r["item"]["split"] == split]
+    answerable = [r for r in rows if r["item"]["doc"] is not None]
+    checked = [c for r in rows if r["answer"] for c in r["answer"]["citations"] if c["span_valid"] is not None]
+    share = lambda n, d: round(n / d, 4) if d else None  # noqa: E731
+    return {"answer_accuracy": share(sum(bool(r["answer"] and r["answer"]["correct"]) for r in answerable),
+                                     len(answerable)),
+            "evidence@k": share(sum(bool(r["retrieval"] and r["retrieval"]["evidence"]) for r in answerable),
+                                len(answerable)),
+            "citation_span_valid": share(sum(bool(c["span_valid"]) for c in checked), len(checked)),
+            "questions": len(rows)}
+
+
+def run(fmt: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    corpus = corpus_of(fmt, tmp / fmt / "corpus")
+    settings = Settings(corpus_dir=corpus, index_dir=tmp / fmt / "index")
+    index, report = ingest_paths([corpus], settings, build_embedder(settings), None)
+    if report.skipped:
+        raise SystemExit(f"{fmt}: skipped {report.skipped}")
+    index.save(settings.index_path)
+    gold = gold_for(fmt, Path(args.gold), tmp / fmt / "gold.jsonl")
+    out = Path(args.out) / fmt
+    summary = run_eval(settings, gold, out, service=build_service(settings), limit=args.limit, progress=False)
+    return {"all": {**{m: summary["metrics"][m] for m in METRICS}, "questions": summary["metrics"]["questions"],
+                    "chunks": report.chunks},
+            "test": split_metrics(out / "results.jsonl", "test")}
+
+
+def table(rows: dict[str, dict[str, Any]]) -> str:
+    head = "| corpus as | chunks | questions | answer_accuracy | evidence@5 | citation_span_valid | test split: " \
+           "answer_accuracy | evidence@5 | citation_span_valid |\n|---|---|---|---|---|---|---|---|---|"
+    fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
+    lines = [head]
+    for name, row in rows.items():
+        a, t = row["all"], row["test"]
+        lines.append(f"| {name} | {a['chunks']} | {a['questions']} | " + " | ".join(fmt(a[m]) for m in METRICS)
+                     + f" | {' | '.join(fmt(t[m]) for m in METRICS)} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--formats", default="txt,pdf,docx,html")
+    parser.add_argument("--gold", default=str(REPO / "eval" / "gold.jsonl"))
+    parser.add_argument("--out", default=str(REPO / "eval" / "runs" / "formats"))
+    parser.add_argument("--limit", type=int)
+    args = parser.parse_args()
+    rows: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for fmt in args.formats.split(","):
+            rows[f".{fmt}"] = run(fmt, args, Path(tmp))
+            print(f".{fmt}: {json.dumps(rows[f'.{fmt}'], ensure_ascii=False)}", flush=True)
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
