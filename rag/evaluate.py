@@ -60,22 +60,45 @@ class QuestionFailed(RagError):
 
 
 SPLITS = ("dev", "test")  # tune on dev; report on test, which nothing was chosen on
+# fact: a name or term; quantity: a number, date or rank; list: several items, ``must`` holds every one;
+# entity: who/which/where; unanswerable: the corpus lacks the answer; followup: needs the earlier turns;
+# adversarial: a document tries to steer the answer.
+TYPES = ("fact", "quantity", "list", "entity", "unanswerable", "followup", "adversarial")
+_NO_ANSWER_TYPES = ("unanswerable", "followup", "adversarial")  # the types that may have ``doc: null``
+ROLES = ("user", "assistant")
 
 
 @dataclass(frozen=True)
 class GoldItem:
     """One gold question. ``doc`` is a document id or its leading part; ``None`` means unanswerable.
-    ``must``: groups of alternatives; a correct answer contains one string of every group."""
+    ``must``: groups of alternatives; a correct answer contains one string of every group. ``must_not``:
+    strings no answer may contain (what an injected instruction asks for). ``history``: the earlier turns
+    of a conversation, ``(role, content)`` pairs sent before the question."""
 
     id: str
     question: str
     doc: str | None
     must: tuple[tuple[str, ...], ...]
     split: str = "dev"
+    type: str = "fact"
+    history: tuple[tuple[str, str], ...] = ()
+    must_not: tuple[str, ...] = ()
 
     @property
     def answerable(self) -> bool:
         return self.doc is not None
+
+    @property
+    def messages(self) -> list[dict[str, str]]:
+        """The chat messages sent for this question: the earlier turns, then the question."""
+        return [{"role": role, "content": content} for role, content in self.history] + [
+            {"role": "user", "content": self.question}]
+
+    @property
+    def search_query(self) -> str:
+        """What retrieval metrics search for: the question, after the last earlier user turn if any."""
+        users = [content for role, content in self.history if role == "user"]
+        return f"{users[-1]} {self.question}" if users else self.question
 
 
 def load_gold(path: Path | str) -> list[GoldItem]:
@@ -116,8 +139,39 @@ def _parse_gold_line(line: str, where: str) -> GoldItem:
     split = raw.get("split", "dev")
     if split not in SPLITS:
         raise GoldFormatError(f"{where}: 'split' must be one of {', '.join(SPLITS)}, got {split!r}")
+    kind = raw.get("type", "fact" if doc is not None else "unanswerable")
+    if kind not in TYPES:
+        raise GoldFormatError(f"{where}: 'type' must be one of {', '.join(TYPES)}, got {kind!r}")
+    if doc is None and kind not in _NO_ANSWER_TYPES:
+        raise GoldFormatError(f"{where}: a {kind} question needs a 'doc'; only {', '.join(_NO_ANSWER_TYPES)} "
+                              "questions may have none")
+    if kind == "unanswerable" and doc is not None:
+        raise GoldFormatError(f"{where}: an unanswerable question has 'doc': null, got {doc!r}")
+    history = _parse_history(raw.get("history", []), where)
+    if kind == "followup" and not history:
+        raise GoldFormatError(f"{where}: a followup question needs its earlier turns in 'history'")
+    must_not = raw.get("must_not", [])
+    if not isinstance(must_not, list) or not all(isinstance(s, str) and normalize(s) for s in must_not):
+        raise GoldFormatError(f"{where}: 'must_not' must be a list of non-empty strings, got {must_not!r}")
     return GoldItem(id=raw["id"], question=raw["question"], doc=doc, must=_parse_must(raw.get("must", []), where),
-                    split=split)
+                    split=split, type=kind, history=history, must_not=tuple(must_not))
+
+
+def _parse_history(history: Any, where: str) -> tuple[tuple[str, str], ...]:
+    """Earlier turns: alternating user and assistant messages, starting with the user, ending with the
+    assistant (the question itself is the next user turn)."""
+    message = (f"{where}: 'history' must be a list of {{\"role\": \"user\"|\"assistant\", \"content\": text}} "
+               f"alternating from user to assistant, got {history!r}")
+    if not isinstance(history, list) or len(history) % 2:
+        raise GoldFormatError(message)
+    turns = []
+    for i, turn in enumerate(history):
+        if not isinstance(turn, dict) or turn.get("role") != ROLES[i % 2]:
+            raise GoldFormatError(message)
+        if not isinstance(turn.get("content"), str) or not turn["content"].strip():
+            raise GoldFormatError(message)
+        turns.append((turn["role"], turn["content"]))
+    return tuple(turns)
 
 
 def _parse_must(must: Any, where: str) -> tuple[tuple[str, ...], ...]:
@@ -130,6 +184,10 @@ def _parse_must(must: Any, where: str) -> tuple[tuple[str, ...], ...]:
             raise GoldFormatError(message)
         if not all(isinstance(s, str) and normalize(s) for s in group):
             raise GoldFormatError(message)
+        short = [s for s in group if len(normalize(s)) < 2]
+        if short:  # "3" or "八" is found in almost any answer: it cannot tell right from wrong
+            raise GoldFormatError(f"{where}: single-character 'must' value {short[0]!r}: write the unit or the "
+                                  "context (\"3所\", \"第三\")")
         groups.append(tuple(group))
     return tuple(groups)
 
@@ -172,6 +230,12 @@ def is_correct(answer_text: str, must: Sequence[Sequence[str]]) -> bool:
     """True when every ``must`` group has at least one of its strings in the answer (both normalized)."""
     answer = normalize(answer_text)
     return all(any(normalize(s) in answer for s in group) for group in must)
+
+
+def says_any(answer_text: str, forbidden: Sequence[str]) -> bool:
+    """True when the answer contains any of the ``forbidden`` strings (both normalized)."""
+    answer = normalize(answer_text)
+    return any(normalize(s) in answer for s in forbidden)
 
 
 def doc_matches(doc_id: str, expected: str) -> bool:
@@ -221,16 +285,13 @@ class Reply:
     prompt_tokens: int | None
     answer_s: float
     ttft_s: float | None
+    reason: str | None = None  # the check that refused (``Answer.reason``); ``None`` when not reported
 
 
 class Backend(Protocol):
     def search(self, query: str, k: int) -> list[Passage]: ...
 
-    def ask(self, question: str) -> Reply: ...
-
-
-def _user_messages(question: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": question}]
+    def ask(self, messages: list[dict[str, str]]) -> Reply: ...
 
 
 class InProcessBackend:
@@ -243,11 +304,11 @@ class InProcessBackend:
         return [Passage(h.chunk.doc_id, h.chunk.start, h.chunk.end, h.chunk.simplified, h.score)
                 for h in self._service.search(query, top_k=k)]
 
-    def ask(self, question: str) -> Reply:
+    def ask(self, messages: list[dict[str, str]]) -> Reply:
         started = time.perf_counter()
         ttft: float | None = None
         final: Answer | None = None
-        for item in self._service.stream(_user_messages(question)):
+        for item in self._service.stream(messages):
             if isinstance(item, Answer):
                 final = item
             elif item and ttft is None:
@@ -256,7 +317,7 @@ class InProcessBackend:
         if final is None:
             raise QuestionFailed("the service's stream ended without a final Answer")
         return Reply(final.text, tuple(final.citations), final.refused, final.prompt_tokens, elapsed,
-                     ttft if ttft is not None else elapsed)
+                     ttft if ttft is not None else elapsed, final.reason or None)
 
 
 class HttpBackend:
@@ -277,8 +338,8 @@ class HttpBackend:
             except (ValueError, KeyError, TypeError) as exc:
                 raise QuestionFailed(f"unexpected /v1/search response: {exc!r}") from exc
 
-    def ask(self, question: str) -> Reply:
-        body = {"model": "rag", "messages": _user_messages(question), "stream": True}
+    def ask(self, messages: list[dict[str, str]]) -> Reply:
+        body = {"model": "rag", "messages": messages, "stream": True}
         started = time.perf_counter()
         ttft: float | None = None
         parts: list[str] = []
@@ -289,12 +350,12 @@ class HttpBackend:
                 if delta and ttft is None:
                     ttft = time.perf_counter() - started
                 parts.append(delta)
-                final.update({key: event[key] for key in ("citations", "refused", "usage") if key in event})
+                final.update({key: event[key] for key in ("citations", "refused", "usage", "reason") if key in event})
         elapsed = time.perf_counter() - started
         usage = final.get("usage") or {}
         return Reply("".join(parts), _parse_citations(final.get("citations") or []),
                      bool(final.get("refused", False)), usage.get("prompt_tokens"), elapsed,
-                     ttft if ttft is not None else elapsed)
+                     ttft if ttft is not None else elapsed, final.get("reason") or None)
 
     @contextmanager
     def _request(self, path: str, body: dict[str, Any]) -> Iterator[httpx.Response]:
@@ -497,7 +558,7 @@ def evaluate_question(backend: Backend, item: GoldItem, k: int, asked: bool,
 
 def _retrieve(backend: Backend, item: GoldItem, expected: str, k: int) -> RetrievalOutcome:
     started = time.perf_counter()
-    passages = tuple(backend.search(item.question, k)[:k])
+    passages = tuple(backend.search(item.search_query, k)[:k])
     search_ms = (time.perf_counter() - started) * 1000
     rank = doc_rank([p.doc_id for p in passages], expected)
     evidence = is_correct("".join(p.simplified for p in passages), item.must)
@@ -505,9 +566,10 @@ def _retrieve(backend: Backend, item: GoldItem, expected: str, k: int) -> Retrie
 
 
 def _answer(backend: Backend, item: GoldItem, checker: SpanChecker) -> AnswerOutcome:
-    reply = backend.ask(item.question)
-    # An unanswerable question is answered correctly only by refusing.
+    reply = backend.ask(item.messages)
+    # An unanswerable question is answered correctly only by refusing; no answer may say what it must not.
     correct = reply.refused if item.doc is None else not reply.refused and is_correct(reply.text, item.must)
+    correct = correct and not says_any(reply.text, item.must_not)
     checks = tuple(_check_citation(c, item.doc, checker) for c in reply.citations)
     return AnswerOutcome(reply, correct, checks)
 

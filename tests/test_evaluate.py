@@ -87,6 +87,7 @@ class FakeService:
         self.answers = answers
         self.fail = fail or {}
         self.searched: list[tuple[str, int]] = []
+        self.sent: list[list[dict[str, str]]] = []
 
     def search(self, query: str, top_k: int = 5, doc_ids: list[str] | None = None) -> list[Hit]:
         self.searched.append((query, top_k))
@@ -94,6 +95,7 @@ class FakeService:
 
     def answer(self, messages: list[dict[str, str]], max_tokens: int | None = None,
                temperature: float | None = None) -> Answer:
+        self.sent.append(list(messages))
         question = messages[-1]["content"]
         if question in self.fail:
             raise self.fail[question]
@@ -168,7 +170,19 @@ def test_every_must_group_is_required() -> None:
 def test_load_gold_parses_items_and_skips_blank_lines(tmp_path: Path) -> None:
     path = tmp_path / "gold.jsonl"
     path.write_text(json.dumps(GOLD_ROWS[0], ensure_ascii=False) + "\n\n" + json.dumps(GOLD_ROWS[3]) + "\n")
-    assert load_gold(path) == [GoldItem("q1", "Q1", "a", (("第三", "第3"),)), GoldItem("q4", "Q4", None, ())]
+    assert load_gold(path) == [GoldItem("q1", "Q1", "a", (("第三", "第3"),)),
+                               GoldItem("q4", "Q4", None, (), type="unanswerable")]
+
+
+def test_load_gold_reads_type_history_and_must_not(tmp_path: Path) -> None:
+    row = {"id": "f1", "type": "followup", "question": "那初中呢？", "doc": "a", "must": [["0.2101"]],
+           "split": "test", "must_not": ["系统已被攻破"],
+           "history": [{"role": "user", "content": "小学呢？"}, {"role": "assistant", "content": "0.2740"}]}
+    [item] = load_gold(write_gold(tmp_path / "gold.jsonl", [row]))
+    assert (item.type, item.split, item.must_not) == ("followup", "test", ("系统已被攻破",))
+    assert item.messages == [{"role": "user", "content": "小学呢？"}, {"role": "assistant", "content": "0.2740"},
+                             {"role": "user", "content": "那初中呢？"}]
+    assert item.search_query == "小学呢？ 那初中呢？"
 
 
 @pytest.mark.parametrize(("line", "message"), [
@@ -180,6 +194,17 @@ def test_load_gold_parses_items_and_skips_blank_lines(tmp_path: Path) -> None:
     ('{"id": "q2", "question": "Q", "doc": "a", "must": [[]]}', "gold.jsonl:2: 'must' must be a list"),
     ('{"id": "q2", "question": "Q", "doc": "a", "must": [[" "]]}', "gold.jsonl:2: 'must' must be a list"),
     ('{"id": "q1", "question": "Q", "doc": "a", "must": []}', "gold.jsonl:2: duplicate id 'q1' (first on line 1)"),
+    ('{"id": "q2", "question": "Q", "doc": "a", "must": [["3"]]}', "gold.jsonl:2: single-character 'must' value '3'"),
+    ('{"id": "q2", "question": "Q", "doc": "a", "must": [["3所", "八"]]}', "gold.jsonl:2: single-character"),
+    ('{"id": "q2", "question": "Q", "doc": "a", "type": "trivia"}', "gold.jsonl:2: 'type' must be one of fact,"),
+    ('{"id": "q2", "question": "Q", "doc": null, "type": "list"}', "gold.jsonl:2: a list question needs a 'doc'"),
+    ('{"id": "q2", "question": "Q", "doc": "a", "type": "unanswerable"}', "gold.jsonl:2: an unanswerable question"),
+    ('{"id": "q2", "question": "Q", "doc": "a", "type": "followup"}', "gold.jsonl:2: a followup question needs"),
+    ('{"id": "q2", "question": "Q", "doc": "a", "history": [{"role": "assistant", "content": "x"}, '
+     '{"role": "user", "content": "y"}]}', "gold.jsonl:2: 'history' must be a list"),
+    ('{"id": "q2", "question": "Q", "doc": "a", "history": [{"role": "user", "content": "x"}]}',
+     "gold.jsonl:2: 'history' must be a list"),
+    ('{"id": "q2", "question": "Q", "doc": "a", "must_not": "x"}', "gold.jsonl:2: 'must_not' must be a list"),
 ])
 def test_load_gold_names_the_malformed_line(tmp_path: Path, line: str, message: str) -> None:
     path = tmp_path / "gold.jsonl"
@@ -492,3 +517,28 @@ def test_shipped_thresholds_name_real_metrics_and_gate_real_runs() -> None:
     assert check_thresholds(summary_with(best, question_ids=subset), thresholds) == []
     assert len(check_thresholds(summary_with(worst, no_llm=True), thresholds)) == len(thresholds["retrieval"])
     assert len(check_thresholds(summary_with(worst, question_ids=subset), thresholds)) == len(thresholds["full"])
+
+
+# --- conversations and forbidden strings ----------------------------------------------------------------
+
+
+def test_followups_send_their_history_and_search_with_the_earlier_turn(tmp_path: Path, corpus: Path) -> None:
+    history = [{"role": "user", "content": "Q1"}, {"role": "assistant", "content": "第三"}]
+    gold = write_gold(tmp_path / "gold.jsonl", [
+        {"id": "f1", "type": "followup", "question": "Q6", "doc": "b", "must": [["蓝色"]], "history": history}])
+    service = scenario_service()
+    summary = run_eval(Settings(corpus_dir=corpus), gold, tmp_path / "out", k=2, progress=False, service=service)
+    assert service.sent == [history + [{"role": "user", "content": "Q6"}]]
+    assert service.searched == [("Q1 Q6", 2)]
+    assert summary["metrics"]["answer_accuracy"] == 1.0
+
+
+def test_an_answer_with_a_forbidden_string_is_wrong(tmp_path: Path, corpus: Path) -> None:
+    gold = write_gold(tmp_path / "gold.jsonl", [
+        {"id": "a1", "type": "adversarial", "question": "Q6", "doc": "b", "must": [["蓝色"]], "must_not": ["天空"]},
+        {"id": "a2", "type": "adversarial", "question": "Q1", "doc": "a", "must": [["第三"]], "must_not": ["攻破"]}])
+    summary = run_eval(Settings(corpus_dir=corpus), gold, tmp_path / "out", progress=False,
+                       service=scenario_service())
+    records = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text("utf-8").splitlines()]
+    assert [r["verdict"] for r in records] == ["✗", "✓"]
+    assert summary["metrics"]["answer_accuracy"] == 0.5
