@@ -92,37 +92,51 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.evaluate import run_eval
+    from rag.eval import run_eval
+    from rag.eval.run import run_adversarial
 
     ids = args.ids.split(",") if args.ids else None
     out = Path(args.out)
     if args.gate:
         return _gate(args, settings, out)
-    summary = run_eval(settings, Path(args.gold), out, url=args.url, api_key=args.api_key, no_llm=args.no_llm,
-                       limit=args.limit, ids=ids, k=args.k, split=args.split)
+    k = args.k if args.k is not None else 5
+    if args.adversarial:
+        if args.url:
+            raise RagError("the adversarial set needs its own index, so it runs in process only (drop --url)")
+        summary = run_adversarial(settings, Path(args.adversarial_dir), out, k=k)
+    else:
+        summary = run_eval(settings, Path(args.gold), out, url=args.url, api_key=args.api_key, no_llm=args.no_llm,
+                           limit=args.limit, ids=ids, k=k, split=args.split)
     print(json.dumps(summary.get("metrics", summary), ensure_ascii=False, indent=2))
     print(f"report: {out / 'report.md'}")
     return 0
 
 
 def _gate(args: argparse.Namespace, settings: Settings, out: Path) -> int:
-    """CI quality gate: retrieval on the whole gold set, the full pipeline on a fixed subset."""
-    from rag.evaluate import check_thresholds, load_thresholds, run_eval
+    """CI quality gate: retrieval on the thresholds' split, the full pipeline on its fixed subset, the
+    adversarial set; exit 0 only when every part ran and passed."""
+    from rag.eval.gate import gate_passed, run_gate
 
-    thresholds = load_thresholds(args.thresholds)
-    retrieval = run_eval(settings, Path(args.gold), out / "retrieval", url=args.url, api_key=args.api_key,
-                         no_llm=True, k=args.k, progress=False)
-    failures = check_thresholds(retrieval, thresholds)
-    if not args.no_llm:
-        full = run_eval(settings, Path(args.gold), out / "full", url=args.url, api_key=args.api_key,
-                        ids=thresholds.get("full_subset_ids") or None, k=args.k, progress=False)
-        failures += check_thresholds(full, thresholds)
-        print(json.dumps(full.get("metrics", full), ensure_ascii=False, indent=2))
-    print(json.dumps(retrieval.get("metrics", retrieval), ensure_ascii=False, indent=2))
-    for failure in failures:
-        print(f"GATE FAILED: {failure}")
-    print("quality gate: " + ("failed" if failures else "passed"))
-    return 1 if failures else 0
+    if args.k is not None or args.limit is not None or args.ids or args.split:
+        raise RagError("the gate's questions, split and k are fixed by the thresholds file; drop -k, --limit, "
+                       "--ids and --split")
+    sections = run_gate(settings, Path(args.gold), Path(args.thresholds), out,
+                        adversarial_dir=Path(args.adversarial_dir), url=args.url, api_key=args.api_key,
+                        no_llm=args.no_llm)
+    for section in sections:
+        if section.summary is not None:
+            print(f"{section.name}: " + json.dumps(section.summary["metrics"], ensure_ascii=False))
+    for section in sections:
+        detail = f" ({section.why})" if section.why else ""
+        print(f"{section.name}: {section.status.upper()}{detail}")
+        for failure in section.failures:
+            print(f"GATE FAILED: {section.name}: {failure}")
+    if gate_passed(sections):
+        print("quality gate: passed")
+        return 0
+    failed = any(s.status == "failed" for s in sections)
+    print("quality gate: " + ("failed" if failed else "incomplete: a part did not run, so the gate did not pass"))
+    return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,7 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int)
     p.add_argument("--ids", help="comma-separated question ids")
     p.add_argument("--split", choices=["dev", "test"], help="only the gold set's dev (tuning) or test (reporting) part")
-    p.add_argument("-k", type=int, default=5, help="top-k for retrieval metrics")
+    p.add_argument("-k", type=int, help="top-k for retrieval metrics (default 5; the gate's is in its thresholds)")
+    p.add_argument("--adversarial", action="store_true",
+                   help="run the adversarial set (documents with injected instructions) on a temporary index")
+    p.add_argument("--adversarial-dir", default="eval/adversarial")
     p.add_argument("--gate", action="store_true", help="run the CI quality gate against eval/thresholds.json")
     p.add_argument("--thresholds", default="eval/thresholds.json")
     p.set_defaults(func=cmd_eval)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from rag.config import Settings
-from rag.evaluate import load_gold
+from rag.eval import load_gold
 from rag.service import build_service
 from rag.types import Answer
 
@@ -40,9 +40,9 @@ def main() -> int:
     service.answer([{"role": "user", "content": "阳山县在清远市排名第几？"}])  # warm-up (page cache, prefix)
     totals, firsts, prompts, searches, generated = [], [], [], [], []
     for item in gold:
-        messages = [{"role": "user", "content": item.question}]
+        messages = item.messages  # follow-ups carry their earlier turns
         t = time.perf_counter()
-        service.search(item.question, 5)
+        service.search(item.search_query, 5)
         searches.append(time.perf_counter() - t)
         t = time.perf_counter()
         first = None

@@ -2,9 +2,10 @@
 
     python scripts/gold_split.py [eval/gold.jsonl]
 
-Questions that already have a split keep it, so the split never changes once written. New questions are
-taken in the order of the SHA-1 of their id; each goes to whichever part holds fewer questions of its
-``type`` so far (``dev`` on a tie), so every type is split evenly. The file is rewritten in place, one JSON object per line, in its original order.
+Questions that already have a split keep it, so the split never changes once written. New questions
+are taken in the order of the SHA-1 of their id; each goes to whichever part holds fewer questions of
+its ``type`` so far (``dev`` on a tie), so every type is split evenly. The file is rewritten in place,
+one JSON object per line, in its original order.
 """
 
 from __future__ import annotations

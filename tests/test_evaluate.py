@@ -15,10 +15,10 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from rag import evaluate
+from rag import eval as evaluate
 from rag.config import Settings
 from rag.errors import Busy, NotReady
-from rag.evaluate import (
+from rag.eval import (
     EvalError,
     GoldFormatError,
     GoldItem,
@@ -134,7 +134,7 @@ def scenario_service() -> FakeService:
         "Q1": Answer("陽山縣排名 第 三。", (span("a.txt", A_TEXT, "第三。\n这是"),), False, prompt_tokens=100),
         "Q2": Answer("资料中没有答案。", (), True, prompt_tokens=0),
         "Q3": Answer("是蓝色。", (span("b.txt", B_TEXT, "蓝色", cleaned="红色"),), False, prompt_tokens=200),
-        "Q4": Answer("资料中没有答案。", (), True),
+        "Q4": Answer("资料中没有答案。", (), True, reason="coverage 0.31 < 0.5"),
         "Q5": Answer("五十所。", (span("b.txt", B_TEXT, "五十所"),), False, prompt_tokens=300),
         "Q6": Answer("天空是蓝色的。", (span("b.txt", B_TEXT, "天空是蓝色的"), Citation("a.txt", 5, 999, "x", "")),
                      False, prompt_tokens=400),
@@ -288,10 +288,14 @@ def test_run_eval_writes_report_files(tmp_path: Path, corpus: Path) -> None:
     assert records[0]["retrieval"]["rank"] == 1 and records[2]["retrieval"]["rank"] is None
 
     report = (out / "report.md").read_text("utf-8")
-    assert "| answerable answered correctly | `answer_accuracy` | 0.500 |" in report
+    assert "| answerable answered correctly | `answer_accuracy` | 0.500 | 0.500 |" in report
     assert A_TEXT[9:15] == "第三。\n这是"
-    assert "| q1 | Q1 | a | 1 | 陽山縣排名 第 三。 | a.txt:9-15 | ✓ |" in report
-    assert "| q4 | Q4 | — (unanswerable) | — | 资料中没有答案。 |  | refused ok |" in report
+    assert "| q1 | dev | fact | Q1 | a | 1 | 陽山縣排名 第 三。 | a.txt:9-15 | ✓ |  |" in report
+    row = "| q4 | dev | unanswerable | Q4 | — (unanswerable) | — | 资料中没有答案。 |  | refused ok | coverage 0.31"
+    assert row in report
+    assert "| q2 | dev | fact | Q2 | b.txt | 2 | 资料中没有答案。 |  | false refusal | (not reported) |" in report
+    assert [r["refused_by"] for r in records] == [None, "(not reported)", None, "coverage 0.31 < 0.5", None, None]
+    assert "| fact | 0.500 | 0.500 | 0.250 | 0.250 |" in report
     assert "a.txt:5-999 (bad span)" in report
 
 
@@ -458,7 +462,7 @@ def test_http_wrong_key_stops_the_run(tmp_path: Path, corpus: Path) -> None:
 
 def summary_with(metrics: dict[str, Any], no_llm: bool = False, **extra: Any) -> dict[str, Any]:
     return {"no_llm": no_llm, "limit": None, "ids": None, "question_ids": ["q1", "q2"], "metrics": metrics,
-            **extra}
+            "split": "test", "k": 5, **extra}
 
 
 def test_thresholds_minimum_and_maximum() -> None:
@@ -489,7 +493,7 @@ def test_thresholds_report_unknown_and_unmeasured_metrics() -> None:
 def test_thresholds_check_the_run_covers_its_questions() -> None:
     thresholds = {"retrieval": {}, "full": {}, "full_subset_ids": ["q1", "q3"]}
     assert check_thresholds(summary_with({}, no_llm=True, limit=5), thresholds) == [
-        "retrieval thresholds apply to the whole gold set, but this run used --limit or --ids"]
+        "retrieval thresholds apply to a whole set, but this run used --limit or --ids"]
     assert check_thresholds(summary_with({}), thresholds)[0].startswith(
         "full thresholds apply to the 2 questions of full_subset_ids")
     assert check_thresholds(summary_with({}, question_ids=["q3", "q1"]), thresholds) == []
@@ -507,16 +511,18 @@ def test_malformed_threshold_raises(tmp_path: Path) -> None:
 def test_shipped_thresholds_name_real_metrics_and_gate_real_runs() -> None:
     thresholds = load_thresholds(REPO / "eval" / "thresholds.json")
     known = compute_metrics([])
-    for section in ("retrieval", "full"):
+    for section in ("retrieval", "full", "adversarial"):
         assert set(thresholds[section]) <= set(known)
     subset = thresholds["full_subset_ids"]
-    assert len(subset) >= 10
-    best = {name: 1.0 for name in known} | {"false_refusal": 0.0}
-    worst = {name: 0.0 for name in known} | {"false_refusal": 1.0}
-    assert check_thresholds(summary_with(best, no_llm=True), thresholds) == []
-    assert check_thresholds(summary_with(best, question_ids=subset), thresholds) == []
-    assert len(check_thresholds(summary_with(worst, no_llm=True), thresholds)) == len(thresholds["retrieval"])
-    assert len(check_thresholds(summary_with(worst, question_ids=subset), thresholds)) == len(thresholds["full"])
+    lower_is_better = [name for name in known if name.startswith("false_refusal")]
+    best = {name: 1.0 for name in known} | dict.fromkeys(lower_is_better, 0.0)
+    worst = {name: 0.0 for name in known} | dict.fromkeys(lower_is_better, 1.0)
+    ids = {"question_ids": subset} if subset else {}
+    for section in ("retrieval", "full", "adversarial"):
+        no_llm = section == "retrieval"
+        assert check_thresholds(summary_with(best, no_llm, **ids), thresholds, section) == []
+        assert len(check_thresholds(summary_with(worst, no_llm, **ids), thresholds, section)) == len(
+            thresholds[section])
 
 
 # --- conversations and forbidden strings ----------------------------------------------------------------
@@ -542,3 +548,13 @@ def test_an_answer_with_a_forbidden_string_is_wrong(tmp_path: Path, corpus: Path
     records = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text("utf-8").splitlines()]
     assert [r["verdict"] for r in records] == ["✗", "✓"]
     assert summary["metrics"]["answer_accuracy"] == 0.5
+
+
+def test_thresholds_fix_k_and_split() -> None:
+    thresholds = {"split": "test", "k": 5, "retrieval": {}, "full": {}}
+    assert check_thresholds(summary_with({}, no_llm=True, k=50), thresholds) == [
+        "retrieval thresholds were measured with k = 5, but this run used k = 50"]
+    assert check_thresholds(summary_with({}, split=None), thresholds) == [
+        "full thresholds apply to the 'test' split, but this run covered every split"]
+    assert check_thresholds(summary_with({}, split="dev"), thresholds, "full") == [
+        "full thresholds apply to the 'test' split, but this run covered dev"]

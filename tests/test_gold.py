@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.evaluate import GoldItem, load_gold, normalize
+from rag.eval import GoldItem, load_gold, normalize
 from rag.normalize import clean
 
 REPO = Path(__file__).resolve().parent.parent
