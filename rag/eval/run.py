@@ -135,16 +135,16 @@ def run_adversarial(settings: Settings, cases_dir: Path | str, out_dir: Path | s
 
 
 def _ingest(settings: Settings) -> None:
-    """Index ``settings.corpus_dir`` the way ``rag ingest`` does (its output goes to the log)."""
-    import argparse
+    """Index ``settings.corpus_dir`` exactly as ``rag ingest --rebuild`` does (its output goes to the log)."""
     import contextlib
     import io
 
-    from rag.cli import cmd_ingest
+    from rag.cli import build_parser
 
+    args = build_parser().parse_args(["ingest", "--rebuild", str(settings.corpus_dir)])
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        cmd_ingest(argparse.Namespace(paths=[str(settings.corpus_dir)], rebuild=True), settings)
+        args.func(args, settings)
     log.info("adversarial index: %s", printed.getvalue().strip())
 
 
