@@ -23,7 +23,7 @@ from typing import Any
 
 from rag.config import Settings
 from rag.embed import build_embedder
-from rag.evaluate import run_eval
+from rag.eval import run_eval
 from rag.ingest import ingest_paths
 from rag.service import build_service
 
