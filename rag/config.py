@@ -33,7 +33,24 @@ class Settings(BaseSettings):
     # --- backends (the fakes are for tests) --------------------------------------------------------
     embed_backend: Literal["sentence-transformers", "fake"] = Field(
         "sentence-transformers", description="Embedder implementation.")
-    llm_backend: Literal["llama-cpp", "fake"] = Field("llama-cpp", description="Generator implementation.")
+    llm_backend: Literal["llama-cpp", "openai", "fake"] = Field(
+        "llama-cpp", description="Generator implementation: the local GGUF model, or any OpenAI-compatible "
+        "server (vLLM, llama.cpp server, Ollama) at llm_base_url.")
+
+    # --- remote LLM (llm_backend=openai) -------------------------------------------------------------
+    llm_base_url: str = Field("http://127.0.0.1:8080/v1", min_length=1, pattern=r"^https?://",
+                              description="Base URL of the OpenAI-compatible server, up to `/v1`.")
+    llm_api_key: str | None = Field(None, description="Sent as `Authorization: Bearer <key>` to the LLM "
+                                    "server, when set.")
+    llm_model: str | None = Field(None, min_length=1, description="Model name sent to the LLM server; "
+                                  "default: the file name of llm_path without `.gguf`.")
+    llm_timeout: float = Field(60.0, gt=0, le=3600, description="Seconds the LLM server may take for one "
+                               "answer (each wait, and the whole stream); past it, 504.")
+    llm_connect_timeout: float = Field(5.0, gt=0, le=600, description="Seconds to wait for a connection to "
+                                       "the LLM server; past it, 503.")
+    max_parallel_generations: int | None = Field(
+        None, ge=1, le=256, description="Answers generated at once; default 1 for llama-cpp (one model in "
+        "memory), 4 for openai (a server can batch).")
 
     # --- chunking ------------------------------------------------------------------------------------
     chunk_max_chars: int = Field(360, ge=50, le=4000, description="Longest chunk, in clean characters.")
@@ -107,6 +124,15 @@ class Settings(BaseSettings):
     @property
     def resolved_llm_path(self) -> Path:
         return self.llm_path or self.models_dir / DEFAULT_LLM_FILE
+
+    @property
+    def resolved_llm_model(self) -> str:
+        return self.llm_model or self.resolved_llm_path.stem
+
+    @property
+    def parallel_generations(self) -> int:
+        default = 4 if self.llm_backend == "openai" else 1
+        return self.max_parallel_generations or default
 
     @property
     def resolved_embedder_path(self) -> Path:

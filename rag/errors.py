@@ -69,6 +69,27 @@ class NotReady(RagError):
     type = "not_ready"
 
 
+class LLMUnavailable(RagError):
+    """The language model server cannot be reached or is overloaded; retry shortly."""
+
+    status_code = 503
+    type = "llm_unavailable"
+
+
+class LLMTimeout(RagError):
+    """The language model server did not answer in time."""
+
+    status_code = 504
+    type = "llm_timeout"
+
+
+class LLMError(RagError):
+    """The language model server answered with an error or broke off."""
+
+    status_code = 502
+    type = "llm_error"
+
+
 class DocumentError(RagError):
     """A document could not be read (undecodable, empty or binary)."""
 

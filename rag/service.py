@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections.abc as abc
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -23,7 +22,7 @@ from rag.embed import CachedEmbedder, Embedder, build_embedder
 from rag.errors import InvalidRequest, NotFound, NotReady
 from rag.evidence import EvidenceJudge
 from rag.formats import page_span
-from rag.generate import Completion, Generator, build_generator
+from rag.generate import Completion, GenerationSlots, Generator, build_generator
 from rag.index import DocRecord, Index
 from rag.ingest import open_index
 from rag.normalize import to_simplified, to_traditional
@@ -79,7 +78,7 @@ class ScriptWriter:
 
 
 class RagService:
-    """Holds the models and the live index; one generation runs at a time."""
+    """Holds the models and the live index; up to ``RAG_MAX_PARALLEL_GENERATIONS`` generations run at once."""
 
     def __init__(self, settings: Settings, embedder: Embedder, generator: Generator, index: Index | None) -> None:
         self.settings = settings
@@ -87,7 +86,7 @@ class RagService:
         self.generator = generator
         self._index = index
         self.templates = prompting.Templates.load(settings.prompts_dir)
-        self.generation_lock = threading.Lock()
+        self.generation_lock = GenerationSlots(settings.parallel_generations)
         self._judge_cache: tuple[Index, EvidenceJudge] | None = None
         self.sentence_embedder = CachedEmbedder(embedder)
         if index is not None:

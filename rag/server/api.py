@@ -22,7 +22,7 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as FormFile
 
-from rag.errors import Busy, InvalidRequest, PayloadTooLarge
+from rag.errors import Busy, InvalidRequest, PayloadTooLarge, RagError
 from rag.index import DocRecord
 from rag.jobs import Job, JobQueue
 from rag.service import ROLES, RagService
@@ -160,17 +160,19 @@ def job_out(job: Job) -> JobOut:
 
 # --- the generation gate -----------------------------------------------------------------------------
 class Gate:
-    """Admits one running generation plus ``queue_size`` waiting; past that, ``Busy`` (503)."""
+    """Admits ``running`` generations plus ``queue_size`` waiting; past that, ``Busy`` (503)."""
 
-    def __init__(self, queue_size: int) -> None:
-        self._limit = queue_size + 1
+    def __init__(self, queue_size: int, running: int = 1) -> None:
+        self._limit = queue_size + running
+        self._running = running
         self._count = 0
         self._lock = threading.Lock()
 
     def enter(self) -> None:
         with self._lock:
             if self._count >= self._limit:
-                raise Busy(f"the model is busy and {self._limit - 1} requests are already waiting; retry shortly")
+                raise Busy(f"the model is busy and {self._limit - self._running} requests are already waiting; "
+                           "retry shortly")
             self._count += 1
 
     def leave(self) -> None:
@@ -369,6 +371,8 @@ class StreamSession:
                     streamed = True
                     yield _sse(choice({"content": item}))
             yield "data: [DONE]\n\n"
+        except RagError as exc:  # e.g. the LLM server timed out after the first token: the envelope, as an event
+            yield _sse({"error": {"type": exc.type, "message": str(exc)}})
         finally:
             self._release()
 

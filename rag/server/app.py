@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None, service: RagService | None = No
     app = FastAPI(title="rag", version=__version__, lifespan=lifespan,
                   description="Local, offline question answering over Chinese documents.")
     app.state.settings = settings
-    app.state.gate = Gate(settings.queue_size)
+    app.state.gate = Gate(settings.queue_size, settings.parallel_generations)
     app.state.reads_first = ReadsFirst()
     app.include_router(router)
     app.include_router(v1)
