@@ -278,7 +278,7 @@ def remote_settings(tmp_path: Path, url: str, **overrides: Any) -> Settings:
                         index_dir=tmp_path / "index", corpus_dir=REPO / "corpus", models_dir=tmp_path / "models",
                         min_dense_score=0.0, **overrides)
     index, _ = ingest_paths([settings.corpus_dir], settings, FakeEmbedder(), None)
-    index.save(settings.index_path)
+    index.close()
     return settings
 
 
