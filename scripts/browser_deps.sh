@@ -1,9 +1,11 @@
 #!/bin/sh
-# What the browser tests need from Debian: chromium (driven by pip playwright; no browser is ever
-# downloaded) and a CJK font so pages and screenshots show Chinese, not boxes. Installs only what is
-# missing, only as root; otherwise says why the browser tests will skip (under CI=true they fail instead).
+# What the page's tests need from Debian: chromium (driven by pip playwright; no browser is ever
+# downloaded), a CJK font so pages and screenshots show Chinese, not boxes, and node for the JavaScript
+# unit tests. Installs only what is missing, only as root; otherwise says why those tests will skip (under
+# CI=true they fail instead).
 set -u
 PACKAGES="chromium fonts-wqy-microhei"
+command -v node >/dev/null 2>&1 || PACKAGES="$PACKAGES nodejs"
 
 missing=""
 for p in $PACKAGES; do
