@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--question", default="阳山县在清远市八个县（市、区）中排名第几？")
     parser.add_argument("--out", type=Path, default=Path("docs/page.png"))
     args = parser.parse_args()
+    expect.set_options(timeout=180_000)  # the first answer of a real model on a busy machine
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 720}, locale="zh-CN")
