@@ -150,7 +150,7 @@ class IndexWriter:
     def refresh(self) -> None:
         """Catch up with the index on disk when another process changed it, and finish an interrupted
         write; skipped while another process holds the lock (the next call tries again)."""
-        pending = self.journal.exists()
+        pending = self.journal.exists() or self.journal.with_name(self.journal.name + ".tmp").exists()
         if not pending and index_version(self.settings.index_path) == self.version:
             return
         with self._mutex, contextlib.suppress(RagError), self.lock.exclusive() if pending else self.lock.shared():
@@ -174,6 +174,8 @@ class IndexWriter:
             self.version = version
             self.holder.swap_index(index)
             log.info("loaded index generation %s written by another process", version or "(none)")
+        if recover:
+            self.journal.with_name(self.journal.name + ".tmp").unlink(missing_ok=True)  # torn before its rename
         if recover and (change := self._read_journal()) is not None:
             index = self.holder.loaded_index
             record = index.documents.get(change.doc_id) if index is not None else None

@@ -73,22 +73,27 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 
 def _warm_up(service: RagService) -> None:
-    """Evaluate the fixed system prompt once so the first user does not pay for it."""
+    """Evaluate the fixed system prompt once, and run retrieval and the evidence checks once (loading the
+    word segmenter's dictionary), so the first user does not pay for either."""
     try:
         chat = [{"role": "system", "content": service.templates.system}, {"role": "user", "content": "你好"}]
         with service.generation_lock:
             service.generator.generate(chat, 1, 0.0)
+        if service.ready:
+            service.prepare([{"role": "user", "content": "教育局局长是谁？"}])
     except Exception:  # a failed warm-up must not stop the service; the first request will tell
         log.exception("warm-up failed")
 
 
 def _allowed_methods(request: Request) -> list[str]:
-    """Every method some route of ours serves at the request's path."""
-    methods: set[str] = set()
-    for route in (*router.routes, *v1.routes):
-        if isinstance(route, BaseRoute) and route.matches({**request.scope, "method": ""})[0] != Match.NONE:
-            methods |= set(getattr(route, "methods", None) or ())
-    return sorted(methods)
+    """The methods of the path template that routing picks for the request's path (the first that matches:
+    ``/v1/documents/x/text`` is the text route's, not the delete route's ``{doc_id:path}``)."""
+    routes = [r for r in (*router.routes, *v1.routes) if isinstance(r, BaseRoute)]
+    matching = [r for r in routes if r.matches({**request.scope, "method": ""})[0] != Match.NONE]
+    if not matching:
+        return []
+    template = getattr(matching[0], "path", None)
+    return sorted({m for r in routes if getattr(r, "path", None) == template for m in getattr(r, "methods", ())})
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -554,3 +554,5 @@ def test_405_names_every_method_of_the_path(tmp_path: Path) -> None:
         assert client.put("/v1/documents").headers["allow"] == "GET, POST"
         assert client.put("/health").headers["allow"] == "GET, HEAD"
         assert client.get("/v1/chat/completions").headers["allow"] == "POST"
+        assert client.put("/v1/documents/a.txt/text").headers["allow"] == "GET"
+        assert client.put("/v1/documents/a.txt").headers["allow"] == "DELETE"
