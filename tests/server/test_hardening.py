@@ -197,6 +197,7 @@ def test_upload_over_the_chunk_limit_is_refused_before_embedding(tmp_path: Path)
     embedder.embed_documents = lambda texts: calls.append(len(texts)) or original(texts)  # type: ignore[method-assign]
     big = "\n".join(f"第{n}节\n" + "青松县的学校数量持续增加，办学条件不断改善。" * 3 for n in range(6)).encode()
     with TestClient(create_app(settings, service_with(settings, embedder))) as client:
+        calls.clear()  # the warm-up embeds sentences
         message = assert_error(upload(client, "big.txt", big), 413, "invalid_request_error")
         assert "big.txt" in message and "limit is 2" in message
         assert calls == []
