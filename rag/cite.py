@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 
 from rag.index import lexical_tokens
 from rag.normalize import clean, to_simplified
@@ -12,6 +13,7 @@ from rag.prompt import overlap
 from rag.types import Citation, Sentence
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_MAX_LIST_CITATIONS = 10
 _CN_DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九")} | {"两": 2, "〇": 0}
 _CN_NUMBER = re.compile(r"[零〇一二两三四五六七八九十百千]+")
 _QUANTITY_QUESTION = re.compile(r"多少|几[个名所项位次年月日天人家条种类岁倍处批届期]")
@@ -81,6 +83,12 @@ def own_terms(answer_simplified: str, question_simplified: str) -> list[str]:
     return [t for t in terms if t not in asked] or terms
 
 
+def own_words(answer: str, question: str) -> list[str]:
+    """The answer's terms that the question did not bring (none when it only repeats the question)."""
+    asked = set(lexical_tokens(to_simplified(question)))
+    return [t for t in dict.fromkeys(lexical_tokens(to_simplified(answer))) if t not in asked]
+
+
 def asks_quantity(question: str) -> bool:
     """多少… / 几个… questions: their answer must hold a number."""
     return bool(_QUANTITY_QUESTION.search(to_simplified(question)))
@@ -102,18 +110,21 @@ def support(answer_simplified: str, sentence: Sentence, question_simplified: str
 
 
 def cite(answer: str, evidence: Sequence[Sentence], sources: Mapping[str, str], *, min_support: float = 0.25,
-         max_citations: int = 2, question: str = "") -> list[Citation]:
-    """Citations for the best-supporting sentences, each verified against its source text."""
+         max_citations: int = 2, question: str = "", collective: bool = False) -> list[Citation]:
+    """Citations for the best-supporting sentences, each verified against its source text.
+
+    ``collective`` (a list answer): when no one sentence supports enough, the sentences that each hold some
+    of the items support it together, if together they hold ``min_support`` of it.
+    """
     answer_s, question_s = to_simplified(answer), to_simplified(question)
     scored = [(support(answer_s, s, question_s), i, s) for i, s in enumerate(evidence)]
     ranked = sorted(scored, key=lambda x: (-x[0], x[1]))
-    citations: list[Citation] = []
-    for score, _, s in ranked:
-        if score < min_support or len(citations) >= max_citations:
-            break
-        if verify(s, sources):
-            citations.append(Citation(s.doc_id, s.start, s.end, s.text, s.section))
-    return citations
+    chosen = [s for score, _, s in ranked if score >= min_support][:max_citations]
+    if not chosen and collective:
+        parts = [s for score, _, s in sorted(scored, key=lambda x: x[1]) if score > 0][:_MAX_LIST_CITATIONS]
+        joined = Sentence("", 0, 0, "", "\n".join(s.simplified for s in parts), "")
+        chosen = parts if parts and support(answer_s, joined, question_s) >= min_support else []
+    return [Citation(s.doc_id, s.start, s.end, s.text, s.section) for s in chosen if verify(s, sources)]
 
 
 def verify(sentence: Sentence, sources: Mapping[str, str]) -> bool:
@@ -121,3 +132,39 @@ def verify(sentence: Sentence, sources: Mapping[str, str]) -> bool:
     source = sources.get(sentence.doc_id)
     return source is not None and 0 <= sentence.start < sentence.end <= len(source) and \
         clean(source[sentence.start:sentence.end]) == sentence.text
+
+
+# --- who-questions: the answer must be a person's name from the evidence, standing in the asked role ----------
+# A name right after a title ("记者:段灿", "局长高凯"): the titles that introduce people in these documents.
+_TITLED = re.compile(r"(?:记者|编辑|通讯员|作者|主持人|摄影|校长|园长|院长|局长|书记|主任|部长|县长|市长|区长|"
+                     r"镇长|委员|组长|主席|教师|老师|同志)[:：\s]*([\u4e00-\u9fff]{2,3}?)"
+                     r"(?=$|[\s,，。、;；:：]|出席|主持|讲话|作|在|指出|强调|表示|要求|参加|介绍|同志)")
+_ROLE_WINDOW = 8
+_CLAUSE_END = re.compile(r"[。！？；;!?\n]")
+
+
+@lru_cache(maxsize=4096)
+def names_in(text_simplified: str) -> frozenset[str]:
+    """People's names in a text: words jieba tags as person names, and names right after a title."""
+    import jieba.posseg as pseg  # heavy dictionary: load on first use
+
+    found = {w for w, flag in pseg.lcut(text_simplified) if flag.startswith("nr") and 2 <= len(w) <= 4}
+    return frozenset(found | set(_TITLED.findall(text_simplified)))
+
+
+def person_names(answer: str, evidence: Sequence[Sentence]) -> set[str]:
+    """Names of people found in the evidence that the answer gives."""
+    answer_s = to_simplified(answer)
+    return {n for s in evidence for n in names_in(s.simplified) if n in answer_s}
+
+
+def holds_role(name: str, role: str, evidence: Sequence[Sentence]) -> bool:
+    """True when some evidence sentence names ``name`` next to ``role`` (局长高凯, 郎冬岩主持, 记者:段灿)."""
+    role = to_simplified(role)
+    for s in evidence:
+        for m in re.finditer(re.escape(name), s.simplified):
+            before = _CLAUSE_END.split(s.simplified[max(0, m.start() - _ROLE_WINDOW):m.start()])[-1]
+            after = _CLAUSE_END.split(s.simplified[m.end():m.end() + _ROLE_WINDOW // 2])[0]
+            if role in before or role in after:
+                return True
+    return False

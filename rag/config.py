@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     context_max_chars: int = Field(240, ge=40, le=4000, description="Budget of passage characters sent "
                                    "to the model (prompt size is the main cost).")
     context_sentences: int = Field(4, ge=1, le=50, description="Most sentences sent to the model.")
+    list_max_chars: int = Field(400, ge=40, le=4000, description="Budget of passage characters for a list "
+                                "question: the announcing sentence and the sentences or headings holding the items.")
+    list_sentences: int = Field(10, ge=1, le=50, description="Most sentences sent to the model for a list question.")
     min_coverage: float = Field(0.5, ge=0, le=1, description="Refuse when less of the question's content "
                                 "is found in the evidence than this.")
     min_grounding: float = Field(0.5, ge=0, le=1, description="Refuse an answer when less of its own terms "

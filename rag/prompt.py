@@ -11,8 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.chunk import TITLE_LEVEL, heading
 from rag.embed import Embedder
 from rag.index import Index, lexical_tokens
+from rag.injection import addresses_assistant
 from rag.normalize import to_simplified
 from rag.types import Hit, Sentence
 
@@ -43,9 +45,29 @@ def content_terms(question_simplified: str) -> list[str]:
 
 
 def candidate_sentences(index: Index, hits: Sequence[Hit]) -> list[Sentence]:
-    """Every sentence of the hit chunks (split once at ingest), with its span in the original file."""
-    out = [s for group in index.sentences([h.chunk.chunk_id for h in hits]) for s in group]
-    return list({(s.doc_id, s.text): s for s in out}.values())  # scraped pages repeat lines
+    """Every sentence of the hit chunks (split once at ingest), with its span in the original file; sentences
+    that address the assistant (injected instructions) are data, never evidence, and are left out."""
+    return evidence_only([s for group in index.sentences([h.chunk.chunk_id for h in hits]) for s in group])
+
+
+def evidence_only(sentences: Sequence[Sentence]) -> list[Sentence]:
+    """The sentences without repeats (scraped pages repeat lines) and without those that address the
+    assistant."""
+    unique = {(s.doc_id, s.text): s for s in sentences}.values()
+    return [s for s in unique if not addresses_assistant(s.simplified)]
+
+
+def document_sentences(index: Index, doc_id: str) -> list[Sentence]:
+    """Every sentence of a document in reading order (split once at ingest)."""
+    return [s for group in index.sentences([c.chunk_id for c in index.chunks_of(doc_id)]) for s in group]
+
+
+def role_sentences(index: Index, doc_ids: Sequence[str], roles: Sequence[str]) -> list[Sentence]:
+    """Sentences of the documents that name one of ``roles`` (编辑, 校长): a who-question's answer stands next
+    to its role, often in a short byline («编辑:张慧敏») that passage retrieval misses."""
+    wanted = [to_simplified(r) for r in roles if r]
+    return evidence_only([s for d in doc_ids for s in document_sentences(index, d)
+                          if any(r in s.simplified for r in wanted)])
 
 
 def overlap(terms: Sequence[str], text_simplified: str, weights: Sequence[float] | None = None) -> float:
@@ -105,3 +127,80 @@ def render(templates: Templates, sentences: Sequence[Sentence], question: str,
         lines.extend(f"[{i}] {s.text}" for i, s in enumerate(sentences, 1) if s.doc_id == doc_id)
     user = templates.user.format(passages="\n".join(lines), question=question)
     return [{"role": "system", "content": templates.system}, {"role": "user", "content": user}]
+
+
+# --- list questions: the structure that holds the items ------------------------------------------------------
+# 一是…二是…, 首先…其次…, 第一…第二…: a run of sentences that each open with an ordinal.
+_ORDINAL = re.compile(r"^(?:[一二三四五六七八九十]+是|首先|其次|再次|最后|第[一二三四五六七八九十]+[,，、是])")
+_ITEM_SEPARATORS = re.compile(r"[、；;]|和|及|与")
+# A list's own sentence may rank a little below the best one (the best matched the question's wording).
+LIST_ANCHOR_RELATIVE = 0.8
+LIST_ANCHOR_CANDIDATES = 4
+
+
+def enumerates(sentence: Sentence, count: int) -> bool:
+    """True when the sentence itself lists at least ``count`` items (at least two): 甲、乙和丙."""
+    return len(_ITEM_SEPARATORS.findall(sentence.simplified)) + 1 >= max(count, 2)
+
+
+def enumerating(ranked: Sequence[Sentence], count: int) -> Sentence | None:
+    """Among the best few ranked sentences, the first that lists ``count`` items itself (``count`` known)."""
+    if not count or not ranked:
+        return None
+    near = [s for s in ranked[:LIST_ANCHOR_CANDIDATES] if s.score >= LIST_ANCHOR_RELATIVE * ranked[0].score]
+    return next((s for s in near if enumerates(s, count)), None)
+
+
+def list_items(index: Index, anchor: Sentence, count: int = 0) -> list[Sentence]:
+    """The sentences that hold the items of a list the anchor sentence belongs to or announces: the headings
+    of its section's children (``1.…``, ``2.…``), else a run of ordinal sentences (一是…, 二是…) in the
+    section. The anchor's own section is tried first, then its parent; with ``count`` known, the structure
+    with that many items wins."""
+    chunks = index.chunks_of(anchor.doc_id)
+    mine = next((c for c in chunks if c.start <= anchor.start < c.end), None)
+    if mine is None:
+        return []
+    found: list[list[Sentence]] = []
+    for depth in range(len(mine.section), max(len(mine.section) - 2, -1), -1):
+        path = mine.section[:depth]
+        region = [c.chunk_id for c in chunks if c.section[:depth] == path]
+        sentences = evidence_only([s for group in index.sentences(region) for s in group])
+        own = path[-1] if path else None
+        for items in (_child_headings(sentences, own), _ordinal_run(sentences)):
+            if len(items) >= 2:
+                found.append(items)
+    exact = [f for f in found if len(f) == count]
+    return (exact or found or [[]])[0]
+
+
+def _child_headings(sentences: Sequence[Sentence], own: str | None) -> list[Sentence]:
+    """The sentences that open the highest-level numbered headings among ``sentences``, except the
+    section's own heading ``own``."""
+    heads: list[tuple[float, Sentence]] = []
+    for s in sentences:
+        found = heading(s.text)
+        if found and found[0] != TITLE_LEVEL and not (own and s.text.startswith(own)):
+            heads.append((found[0], s))
+    top = min((level for level, _ in heads), default=0)
+    return [s for level, s in heads if level == top]
+
+
+def _ordinal_run(sentences: Sequence[Sentence]) -> list[Sentence]:
+    """The sentences that open with an ordinal (一是…, 其次…)."""
+    return [s for s in sentences if _ORDINAL.match(s.simplified)]
+
+
+def select_list(ranked: Sequence[Sentence], items: Sequence[Sentence], budget_chars: int,
+                max_sentences: int) -> list[Sentence]:
+    """The anchor (best sentence) and the list's item sentences in document order, within the budget;
+    the other ranked sentences fill what is left."""
+    chosen: list[Sentence] = []
+    used = 0
+    for s in [*ranked[:1], *items, *ranked[1:]]:
+        if len(chosen) >= max_sentences or any(c.start == s.start and c.doc_id == s.doc_id for c in chosen):
+            continue
+        if chosen and used + len(s.text) > budget_chars:
+            continue
+        chosen.append(s)
+        used += len(s.text)
+    return chosen

@@ -7,7 +7,6 @@ similar enough; after generation, an answer with invented numbers or no supporti
 
 from __future__ import annotations
 
-import collections.abc as abc
 import logging
 import re
 import time
@@ -25,8 +24,10 @@ from rag.formats import page_span
 from rag.generate import Completion, GenerationSlots, Generator, build_generator
 from rag.index import DocRecord, Index
 from rag.ingest import open_index
-from rag.normalize import to_simplified, to_traditional
+from rag.intent import Intent, intent_of
+from rag.normalize import is_traditional, to_simplified, to_traditional
 from rag.question import Question, analyse
+from rag.refuse import Answered, Refuser
 from rag.retrieve import RetrievalConfig, search
 from rag.types import Answer, Citation, Hit, Sentence
 from rag.writer import IndexWriter
@@ -35,7 +36,13 @@ from rag.writer import sanitize_name as sanitize_name  # re-exported: part of th
 log = logging.getLogger(__name__)
 
 ROLES = frozenset({"system", "user", "assistant"})
-_FOLLOW_UP = re.compile(r"^(那|那么|还有|另外|此外|它|其)|呢[？?]?$")
+# A follow-up leans on the previous turn: it opens with a pointer back (那, 它, 这个…), ends in 呢, or points
+# at the previous answer (这个数字, 第二项).
+_FOLLOW_UP = re.compile(r"^(?:那|还有|另外|此外|它|其|这|该|此|他|她|上述|前者|后者|同一)|呢[？?]?$|"
+                        r"(?:这|那)(?:个|些|项|一)|上一|刚才|前面|第[一二三四五六七八九十\d]+(?:项|个|条|点|位)")
+_FOLLOW_UP_CHARS = 8
+_SAID_CHARS = 80
+_NOTHING_WRITTEN = "model_not_found: the model said the passages hold no answer"
 
 
 @dataclass(frozen=True)
@@ -51,29 +58,64 @@ class Plan:
     refusal: str
     titles: str = ""
     analysis: Question | None = None
+    intent: Intent = Intent()
 
 
-class ScriptWriter:
-    """Converts streamed text to the question's script. Converting piece by piece would split phrases
-    (布局 → 佈局), so it converts the whole text so far and holds back the last few characters."""
+@dataclass(frozen=True)
+class Verdict:
+    """The checks' decision on an answer text: a refusal reason, or its citations. ``informs``: the text
+    says something the question did not (a prefix that only repeats the question is not worth sending);
+    ``cut``: why the answer is a prefix of what the model wrote (the rest failed a check)."""
+
+    reason: str
+    citations: tuple[Citation, ...] = ()
+    informs: bool = False
+    cut: str = ""
+
+
+class VerifiedWriter:
+    """Sends the model's text only as far as it is verified: after each delta, the text so far is checked,
+    and when it passes (and informs) it is released, converted to the question's script. Conversion works
+    on phrases (布局 → 佈局), so the last few converted characters are held back until the end."""
 
     HOLD = 3
 
-    def __init__(self, convert: Callable[[str], str]) -> None:
-        self._convert = convert
+    def __init__(self, verdict: Callable[[str], Verdict], traditional: bool) -> None:
+        self._verdict = verdict
+        self._convert = to_traditional if traditional else to_simplified
         self._raw = ""
-        self._sent = 0
+        self._passed: tuple[str, Verdict] | None = None
+        self.sent = ""
 
     def feed(self, delta: str) -> str:
+        """The newly verified text ("" when there is none yet)."""
         self._raw += delta
-        out = self._convert(self._raw.lstrip())
-        stable = max(len(out) - self.HOLD, self._sent)
-        piece, self._sent = out[self._sent:stable], stable
-        return piece
+        text = self._raw.strip()
+        if not text or not delta.strip():
+            return ""
+        verdict = self._verdict(text)
+        if verdict.reason or not verdict.informs:
+            return ""
+        self._passed = (text, verdict)
+        return self._release(self._convert(text)[:-self.HOLD])
 
-    def flush(self) -> str:
-        out = self._convert(self._raw.strip())
-        piece, self._sent = out[self._sent:], len(out)
+    def finish(self, whole: str) -> tuple[Verdict, str]:
+        """The verdict on the answer (the whole text, else the longest passing prefix) and the text still to
+        send. A refusal comes only when nothing was sent."""
+        text = whole.strip()
+        verdict = self._verdict(text) if text else Verdict(_NOTHING_WRITTEN)
+        if verdict.reason and self._passed is not None:
+            text, passed = self._passed
+            verdict = replace(passed, cut=f"cut after {len(text)} characters: {verdict.reason}")
+        if verdict.reason:
+            return verdict, ""
+        converted = self._convert(text)
+        return verdict, self._release(self.sent + converted[len(self.sent):])
+
+    def _release(self, converted: str) -> str:
+        if len(converted) <= len(self.sent) or not converted.startswith(self.sent):
+            return ""
+        piece, self.sent = converted[len(self.sent):], converted
         return piece
 
 
@@ -89,6 +131,7 @@ class RagService:
         self.generation_lock = GenerationSlots(settings.parallel_generations)
         self._judge_cache: tuple[Index, EvidenceJudge] | None = None
         self.sentence_embedder = CachedEmbedder(embedder)
+        self.refuser = Refuser(settings)
         if index is not None:
             index.check_embedder(embedder.name, embedder.dim)
         self.writer = IndexWriter(settings, embedder, self)
@@ -158,103 +201,156 @@ class RagService:
 
     def stream(self, messages: Sequence[dict[str, str]], max_tokens: int | None = None,
                temperature: float | None = None) -> Iterator[str | Answer]:
-        """Text deltas as the model writes them; the last item is the whole ``Answer``."""
+        """Text deltas, then the whole ``Answer``; empty strings (ticks while the model writes) carry no text.
+
+        Nothing the verdict could retract is ever sent. Text goes out only as a prefix of the model's answer
+        that passes every check after generation on its own (``Verdict``); the answer is the whole text when
+        it passes, else the longest passing prefix, else the refusal, of which nothing was sent before. So
+        the streamed text always equals the non-streamed answer.
+        """
         started = time.perf_counter()
         plan = self.prepare(messages)
         timings = {"retrieve": time.perf_counter() - started}
         if plan.refusal:
             yield self._refusal(plan.traditional, plan.refusal, timings, started)
             return
-        completion = yield from self._generate(plan.chat, max_tokens, temperature, plan.traditional, timings,
-                                               started)
-        yield self._finish(completion, plan, timings, started)
+        writer = VerifiedWriter(lambda text: self._verdict(text, plan), plan.traditional)
+        completion: Completion | None = None
+        with self.generation_lock:
+            for item in self.generator.stream(plan.chat, max_tokens or self.settings.max_tokens,
+                                              self.settings.temperature if temperature is None else temperature):
+                if isinstance(item, Completion):
+                    completion = item
+                    continue
+                timings.setdefault("model_first_token", time.perf_counter() - started)
+                piece = writer.feed(item)
+                if piece:
+                    timings.setdefault("first_token", time.perf_counter() - started)
+                yield piece
+        assert completion is not None
+        timings["generate"] = time.perf_counter() - started - timings["retrieve"]
+        verdict, rest = writer.finish(completion.text)
+        if verdict.reason:
+            refusal = self._refusal(plan.traditional, verdict.reason, timings, started)
+            yield Answer(refusal.text, (), True, completion.prompt_tokens, completion.completion_tokens,
+                         verdict.reason, refusal.timings)
+            return
+        if rest:
+            timings.setdefault("first_token", time.perf_counter() - started)
+            yield rest
+        timings["total"] = time.perf_counter() - started
+        yield Answer(writer.sent, verdict.citations, False, completion.prompt_tokens, completion.completion_tokens,
+                     verdict.cut, timings)
+
+    def _verdict(self, text: str, plan: Plan) -> Verdict:
+        """The checks after generation on ``text`` (the whole answer or a prefix of it)."""
+        answered = Answered(text, to_simplified(plan.question), plan.chosen, plan.titles)
+        if reason := self.refuser.after(answered, plan.intent):
+            return Verdict(reason)
+        citations = citing.cite(text, plan.chosen, plan.index.sources, question=plan.question,
+                                collective=plan.intent.kind == "list")
+        if reason := self.refuser.support(citations):
+            return Verdict(reason)
+        return Verdict("", tuple(with_pages(c, plan.index) for c in citations),
+                       bool(citing.own_words(text, plan.question)))
 
     def prepare(self, messages: Sequence[dict[str, str]]) -> Plan:
         """Everything before generation: retrieval, the evidence verdict, the chosen sentences, the prompt."""
-        text, query = self._question(messages)
+        text, query, asked = self._question(messages)
         index = self.index
+        intent = intent_of(to_simplified(text))
+        if refusal := self.refuser.before_retrieval(text):
+            return Plan(text, is_traditional(text), index, [], [], [], refusal, intent=intent)
         question = analyse(text, self.embedder, query)
         traditional, query_s = question.traditional, question.simplified
         hits = search(index, question, self.settings.context_chunks, config=self.retrieval_config())
         evidence = self._judge(index).assess(hits, query_s)
-        if evidence.coverage < self.settings.min_coverage or evidence.best_dense < self.settings.min_dense_score:
-            reason = (f"weak evidence: coverage {evidence.coverage:.2f} (missing {'、'.join(evidence.missing)}), "
-                      f"dense {evidence.best_dense:.2f}")
-            return Plan(text, traditional, index, hits, [], [], reason, analysis=question)
+        if refusal := self.refuser.before(evidence):
+            return Plan(text, traditional, index, hits, [], [], refusal, analysis=question, intent=intent)
         # Only documents that cover the question may supply evidence: a neighbour's figure is no answer.
         covering = evidence.covering(self.settings.min_coverage)
         hits = [h for h in hits if h.chunk.doc_id in covering]
         titles = {d: index.documents[d].title for d in covering}
         sentences = prompting.candidate_sentences(index, hits)
+        if intent.kind == "person":
+            sentences = prompting.evidence_only([*sentences, *prompting.role_sentences(index, sorted(covering),
+                                                                                       intent.roles)])
         # The places and years of the question picked the document; they say nothing about the sentence.
         ranked = prompting.rank_sentences(sentences, query_s, question.vector, self.sentence_embedder, titles,
                                           index.idf, ignore=set(evidence.musts))
-        chosen = prompting.select(ranked, self.settings.context_max_chars, self.settings.context_sentences)
-        chat = prompting.render(self.templates, chosen, text if query == text else query, titles)
-        return Plan(text, traditional, index, hits, chosen, chat, "", "\n".join(titles.values()), question)
+        if intent.kind == "person" and intent.roles:
+            ranked = _promote_roles(ranked, intent.roles)
+        chosen = self._choose(index, ranked, intent)
+        chat = prompting.render(self.templates, chosen, asked, titles)
+        return Plan(text, traditional, index, hits, chosen, chat, "", "\n".join(titles.values()), question, intent)
 
-    def _generate(self, chat: list[dict[str, str]], max_tokens: int | None, temperature: float | None,
-                  traditional: bool, timings: dict[str, float], started: float) -> abc.Generator[str, None, Completion]:
-        writer = ScriptWriter(to_traditional if traditional else to_simplified)
-        completion: Completion | None = None
-        with self.generation_lock:
-            for item in self.generator.stream(chat, max_tokens or self.settings.max_tokens,
-                                              self.settings.temperature if temperature is None else temperature):
-                if isinstance(item, Completion):
-                    completion = item
-                elif piece := writer.feed(item):
-                    timings.setdefault("first_token", time.perf_counter() - started)
-                    yield piece
-        if piece := writer.flush():
-            timings.setdefault("first_token", time.perf_counter() - started)
-            yield piece
-        assert completion is not None
-        return completion
-
-    def _finish(self, completion: Completion, plan: Plan, timings: dict[str, float], started: float) -> Answer:
-        chosen, question, traditional = plan.chosen, plan.question, plan.traditional
-        text = completion.text.strip()
-        reason = ""
-        if not text or citing.says_not_found(text):
-            reason = "the model found no answer in the passages"
-        elif invented := citing.unsupported_numbers(text, chosen, to_simplified(question)):
-            reason = f"numbers not in the evidence: {sorted(invented)}"
-        elif citing.asks_quantity(question) and not citing.has_quantity(text):
-            reason = "the question asks how many but the answer holds no number"
-        elif (grounded := citing.grounding(text, question, chosen, plan.titles)) < self.settings.min_grounding:
-            reason = f"the answer is not grounded in the evidence ({grounded:.2f})"
-        citations = [] if reason else citing.cite(text, chosen, plan.index.sources, question=question)
-        citations = [with_pages(c, plan.index) for c in citations]
-        if not reason and not citations:
-            reason = "no retrieved sentence supports the answer"
-        if reason:
-            refusal = self._refusal(traditional, reason, timings, started)
-            return Answer(refusal.text, (), True, completion.prompt_tokens, completion.completion_tokens, reason,
-                          refusal.timings)
-        final = to_traditional(text) if traditional else to_simplified(text)
-        timings["total"] = time.perf_counter() - started
-        return Answer(final, tuple(citations), False, completion.prompt_tokens, completion.completion_tokens, "",
-                      timings)
+    def _choose(self, index: Index, ranked: list[Sentence], intent: Intent) -> list[Sentence]:
+        """The sentences for the model: the best few, or for a list question the structure holding the items."""
+        s = self.settings
+        if intent.kind != "list" or not ranked:
+            return prompting.select(ranked, s.context_max_chars, s.context_sentences)
+        if listing := prompting.enumerating(ranked, intent.count):  # one sentence holds every item
+            rest = [r for r in ranked if r is not listing]
+            return prompting.select([replace(listing, score=ranked[0].score), *rest], s.context_max_chars,
+                                    s.context_sentences)
+        items = prompting.list_items(index, ranked[0], intent.count)
+        return prompting.select_list(ranked, items, s.list_max_chars, s.list_sentences)
 
     def _refusal(self, traditional: bool, reason: str, timings: dict[str, float], started: float) -> Answer:
         log.info("refused: %s", reason)
         timings["total"] = time.perf_counter() - started
+        timings.setdefault("first_token", timings["total"])
         text = self.templates.refusal
         return Answer(to_traditional(text) if traditional else text, (), True, 0, 0, reason, timings)
 
-    def _question(self, messages: Sequence[dict[str, str]]) -> tuple[str, str]:
-        """The question, and the retrieval query (with the earlier question for a follow-up)."""
+    def _question(self, messages: Sequence[dict[str, str]]) -> tuple[str, str, str]:
+        """The question, the retrieval query and what the model is asked: a follow-up is resolved against
+        the previous turn (its question, and its answer unless that was a refusal)."""
         validate_messages(messages, self.settings.max_question_chars)
-        users = [m["content"].strip() for m in messages if m["role"] == "user"]
-        question = users[-1]
-        if len(users) > 1 and (_FOLLOW_UP.search(question) or len(question) <= 8):
-            return question, f"{users[-2]} {question}"
-        return question, question
+        question = messages[-1]["content"].strip()
+        query, asked, current = question, question, question
+        for earlier, said in reversed(_turns(messages[:-1])):
+            if not is_follow_up(current):
+                break
+            query = f"{earlier} {query}"
+            refused = to_simplified(said) == to_simplified(self.templates.refusal)
+            asked = f"{earlier}（上次回答：{said[:_SAID_CHARS]}）{asked}" if said and not refused else \
+                f"{earlier} {asked}"
+            current = earlier
+        return question, query, asked
 
     def _judge(self, index: Index) -> EvidenceJudge:
         if self._judge_cache is None or self._judge_cache[0] is not index:
             self._judge_cache = (index, EvidenceJudge(index))
         return self._judge_cache[1]
+
+
+def _promote_roles(ranked: list[Sentence], roles: Sequence[str]) -> list[Sentence]:
+    """A who-question's best evidence is a sentence naming someone in the asked role (编辑:张慧敏): such
+    sentences go first, with the best score."""
+    def names_role(s: Sentence) -> bool:
+        return any(citing.holds_role(n, r, [s]) for n in citing.names_in(s.simplified) for r in roles)
+
+    if not ranked:
+        return ranked
+    top = [replace(s, score=max(s.score, ranked[0].score)) for s in ranked if names_role(s)]
+    return [*top, *(s for s in ranked if not names_role(s))]
+
+
+def is_follow_up(question: str) -> bool:
+    """True when the question leans on the previous turn (那初中呢？, 它的第二项是什么, 这个数字是哪一年的)."""
+    return bool(_FOLLOW_UP.search(question)) or len(question) <= _FOLLOW_UP_CHARS
+
+
+def _turns(messages: Sequence[dict[str, str]]) -> list[tuple[str, str]]:
+    """The earlier (question, answer) pairs, oldest first; the answer is "" when none followed."""
+    turns: list[tuple[str, str]] = []
+    for m in messages:
+        if m["role"] == "user":
+            turns.append((m["content"].strip(), ""))
+        elif m["role"] == "assistant" and turns:
+            turns[-1] = (turns[-1][0], m["content"].strip())
+    return turns
 
 
 def validate_messages(messages: Sequence[dict[str, str]], max_chars: int) -> None:

@@ -50,7 +50,7 @@ def main() -> int:
         for part in service.stream(messages):
             if isinstance(part, Answer):
                 answer = part
-            elif first is None:
+            elif part and first is None:
                 first = time.perf_counter() - t
         total = time.perf_counter() - t
         assert answer is not None

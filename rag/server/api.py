@@ -38,7 +38,10 @@ class ChatMessage(BaseModel):
     def text(self) -> str:
         if isinstance(self.content, str):
             return self.content
-        return "".join(str(part.get("text", "")) for part in self.content if part.get("type") == "text")
+        texts = [part.get("text") for part in self.content if part.get("type") == "text"]
+        if not all(isinstance(t, str) for t in texts):  # a JSON object is data, not a question to answer
+            raise InvalidRequest("a text content part must carry its text as a string")
+        return "".join(texts)  # type: ignore[arg-type]
 
     @field_validator("content")
     @classmethod
@@ -360,14 +363,12 @@ class StreamSession:
             yield _sse(choice({"role": "assistant", "content": ""}))
             for item in self._items:
                 if isinstance(item, Answer):
-                    if item.refused and streamed:  # the evidence check overruled what was already sent
-                        yield _sse(choice({"content": "\n\n" + item.text}))
-                    elif not streamed:
+                    if not streamed:  # a refusal: the service held back everything it would retract
                         yield _sse(choice({"content": item.text}))
                     final = choice({}, "stop")
                     yield _sse({**final, "citations": _citations(item), "refused": item.refused,
                                 "reason": item.reason, "usage": _usage(item)})
-                else:
+                elif item:  # empty strings are the service's ticks while the model writes: no text
                     streamed = True
                     yield _sse(choice({"content": item}))
             yield "data: [DONE]\n\n"

@@ -328,7 +328,8 @@ def test_http_stall_mid_stream_ends_with_an_error_event(tmp_path: Path,
         response = ask(client, stream=True)
     assert response.status_code == 200
     events = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: {")]
-    assert "".join(e["choices"][0]["delta"].get("content", "") for e in events[:-1]) == "阳山县在"
+    # "阳山县在清远市" only repeats the question: the service sends no unverified text before the error.
+    assert "".join(e["choices"][0]["delta"].get("content", "") for e in events[:-1]) == ""
     assert events[-1]["error"]["type"] == "llm_timeout"
     assert "[DONE]" not in response.text
 

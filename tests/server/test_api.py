@@ -375,8 +375,9 @@ def test_stream_in_traditional_matches_the_non_stream_answer(client: TestClient)
     assert content_of(chunks) == whole
 
 
-def test_stream_overruled_by_the_evidence_check_appends_the_refusal(tmp_path: Path) -> None:
-    """Text already sent cannot be taken back: the refusal follows it, and the final chunk says refused."""
+def test_stream_overruled_by_the_evidence_check_shows_only_the_refusal(tmp_path: Path) -> None:
+    """The service holds generated text until the checks after generation pass: a refused answer never
+    reaches the client, the stream carries exactly the non-streamed refusal."""
     settings = make_settings(tmp_path)
     generator = FakeGenerator(reply="天空是蓝色的。")
     service = RagService(settings, FakeEmbedder(), generator, Index.open(settings.index_path))
@@ -385,7 +386,8 @@ def test_stream_overruled_by_the_evidence_check_appends_the_refusal(tmp_path: Pa
         assert whole["refused"] is True
         assert whole["choices"][0]["message"]["content"] == REFUSAL
         chunks, final = check_stream(chat(client, QUESTION, stream=True))
-    assert content_of(chunks) == "天空是蓝色的。\n\n" + REFUSAL
+    assert content_of(chunks) == REFUSAL
+    assert "天空" not in content_of(chunks)
     assert final["refused"] is True
     assert final["citations"] == []
 

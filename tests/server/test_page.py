@@ -251,8 +251,9 @@ def test_streamed_answer_with_citation_that_opens_the_highlighted_source(
     expect(answer.locator(".body")).to_have_text(content + "".join(str(i + 1) for i in
                                                                    range(len(expected["citations"]))))
     seen = [s for s in pg.evaluate("window.seen") if s]
-    partial = [s for s in seen if s != content and content.startswith(s)]
-    assert len(partial) >= 3, seen
+    # The service sends text only once it is verified (this how-many answer: from its number on, the last
+    # pieces), so the answer may appear in one step; whatever was shown on the way is a prefix of it.
+    assert all(content.startswith(s) or s.startswith(content) for s in seen), seen
     assert recorder.chat_bodies()[-1]["stream"] is True
 
     markers = answer.locator("button.cite")
@@ -349,7 +350,9 @@ def test_shift_enter_is_a_new_line_and_stop_ends_the_stream(page: tuple[Any, Rec
         box.fill(QUESTION)
         box.press("Enter")
         answer = pg.locator(".msg.assistant").last
-        expect(answer.locator(".body")).not_to_have_text("", timeout=5000)
+        # The service holds text until it is verified (here: with the last piece), so wait for the request
+        # to be under way rather than for text.
+        expect(pg.locator("#stop")).to_be_visible()
         pg.locator("#stop").click()
         expect(answer).to_have_class(re.compile(r"\bstopped\b"))
         expect(answer.locator(".note")).to_have_text("已停止")

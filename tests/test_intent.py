@@ -1,0 +1,44 @@
+"""Tests for rag.intent: the kind of answer a question asks for."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.intent import Intent, intent_of, numeral
+from rag.normalize import to_simplified
+
+
+@pytest.mark.parametrize(("question", "expected"), [
+    ("山丹县的师德师风六位一体长效机制包括哪六个方面？", Intent("list", count=6)),
+    ("这三所学校指的是哪些？", Intent("list", count=3)),
+    ("东莞2023年争取哪两所高校的校区投入使用？", Intent("list", count=2)),
+    ("该县年内计划创建为“最强党支部”的是哪6所学校和幼儿园？", Intent("list", count=6)),
+    ("重点做好哪几个方面的工作？请列出", Intent("list")),
+    ("山丹县提出了哪些措施？", Intent("list")),
+    ("辽源市第五中学的校长是谁？", Intent("person", roles=("校长",))),
+    ("那篇报道的通讯员和编辑分别是谁？", Intent("person", roles=("通讯员", "编辑"))),
+    ("大会由谁主持？", Intent("person", roles=("主持",))),
+    ("会议是哪天、在哪里召开的？", Intent("place")),
+    ("结果是由哪个部门反馈的？", Intent("org")),
+    ("东莞全面推广应用的教育数字化平台叫什么？", Intent("name")),
+    ("每个园区至少建有几所镇办公办园？", Intent("quantity", quantity=True)),
+    ("阳山县排名第几？", Intent("other")),
+])
+def test_intent_of(question: str, expected: Intent) -> None:
+    assert intent_of(to_simplified(question)) == expected
+
+
+def test_traditional_questions_are_read_in_simplified() -> None:
+    assert intent_of(to_simplified("山丹縣的師德師風“六位一體”長效機制包括哪六個方面？")) == Intent("list", count=6)
+    assert intent_of(to_simplified("遼源市教育局局長是誰？")).kind == "person"
+
+
+def test_entity_kinds() -> None:
+    assert [Intent(k).entity for k in ("person", "place", "org", "name", "list", "quantity", "other")] == \
+        [True, True, True, True, False, False, False]
+
+
+@pytest.mark.parametrize(("text", "value"), [("三", 3), ("两", 2), ("十", 10), ("十二", 12), ("二十", 20),
+                                             ("二十五", 25), ("6", 6), ("12", 12)])
+def test_numeral(text: str, value: int) -> None:
+    assert numeral(text) == value
