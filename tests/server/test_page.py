@@ -538,3 +538,34 @@ def test_upload_and_delete_through_background_jobs(browser: Any, service: RagSer
     assert polls and set(polls) == {200}
     assert name not in {d.doc_id for d in service.documents()}
     assert recorder.off_origin() == [] and recorder.errors == []
+
+
+def test_pdf_uploaded_into_an_empty_service_cites_its_page(browser: Any, tmp_path: Path) -> None:
+    """From no documents at all: upload a PDF, ask, the marker names the page, the source highlights the span."""
+    from playwright.sync_api import expect
+
+    root = tmp_path / "empty"
+    (root / "corpus").mkdir(parents=True)
+    settings = Settings(embed_backend="fake", llm_backend="fake", index_dir=root / "index",
+                        corpus_dir=root / "corpus", models_dir=root / "models", min_dense_score=0.0)
+    svc = build_service(settings)
+    pdf = REPO / "tests" / "fixtures" / "formats" / "003_727ffb95bee0db86.pdf"
+    with LiveServer(create_app(settings, service=svc)) as live:
+        context, pg, recorder = open_page(browser, live.url, viewport={"width": 1280, "height": 800})
+        try:
+            expect(pg.locator("#docs-empty")).to_be_visible()
+            pg.locator("#file-input").set_input_files(str(pdf))
+            expect(pg.locator(f"#doc-list .doc[data-id='{pdf.name}']")).to_be_visible(timeout=60_000)
+            question = "如何推进中小学幼儿园资源布局持续优化？"
+            answer = ask(pg, question)
+            citation = api_answer(live.url, [{"role": "user", "content": question}])["citations"][0]
+            assert citation["doc_id"] == pdf.name and citation["page"] == 9
+            marker = answer.locator("button.cite").first
+            marker.hover()
+            expect(pg.locator("#tip .tip-section")).to_contain_text("第 9 页")
+            marker.click()
+            expect(pg.locator("#source-meta")).to_contain_text("第 9 页")
+            check_highlight(pg, citation, document_text(live.url, pdf.name))
+        finally:
+            context.close()
+    assert recorder.off_origin() == [] and recorder.errors == []
