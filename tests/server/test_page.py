@@ -491,6 +491,7 @@ def test_real_models_answer_and_highlight(browser: Any, real_settings: Settings)
     with LiveServer(create_app(real_settings, service=svc)) as live:
         context, pg, recorder = open_page(browser, live.url, viewport={"width": 1280, "height": 800})
         context.set_default_timeout(120_000)
+        expect.set_options(timeout=120_000)  # a real answer on a busy machine
         try:
             question = "阳山县在清远市八个县（市、区）中排名第几？"
             answer = ask(pg, question)
@@ -506,6 +507,7 @@ def test_real_models_answer_and_highlight(browser: Any, real_settings: Settings)
             assert mark.text_content() == text[start:end]
             assert "排名第三" in clean(mark.text_content())
         finally:
+            expect.set_options(timeout=TIMEOUT_MS)
             context.close()
     assert recorder.off_origin() == [] and recorder.errors == []
 
