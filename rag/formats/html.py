@@ -14,13 +14,16 @@ from bs4.element import Comment, Doctype, ProcessingInstruction
 from rag.formats.base import Extracted, Limits, TextBuilder, table_row
 from rag.formats.text import decode
 
-_DROP = frozenset({"script", "style", "noscript", "template", "nav", "header", "footer", "aside", "form",
-                   "iframe", "svg", "canvas", "button", "select", "textarea", "input", "head", "menu"})
+_DROP = frozenset({"script", "style", "noscript", "template", "nav", "aside", "form", "iframe", "svg", "canvas",
+                   "button", "select", "textarea", "input", "head", "menu"})
+# The page's header and footer go; an article's own <header> (inside <article>/<main>, or holding a heading)
+# carries its title and stays.
+_PAGE_PARTS = frozenset({"header", "footer"})
 _BLOCKS = frozenset({"p", "div", "section", "article", "main", "li", "ul", "ol", "dl", "dt", "dd", "blockquote",
                      "pre", "figure", "figcaption", "address", "center", "body", "html", "caption", "hr"})
 _HEADINGS = {f"h{i}": i for i in range(1, 7)}
-_JUNK_CLASS = re.compile(r"(^|[-_ ])(nav|navbar|menu|breadcrumb|sidebar|footer|header|share|comment|advert|ad)"
-                         r"([-_ ]|$)", re.IGNORECASE)
+_JUNK_CLASS = re.compile(r"(^|[-_ ])(nav|navbar|menu|breadcrumbs?|sidebar|share|comments?|advert|ads?)([-_ ]|$)",
+                         re.IGNORECASE)
 
 
 def read_html(data: bytes, name: str, limits: Limits) -> Extracted:
@@ -43,6 +46,8 @@ def _content_root(soup: BeautifulSoup) -> Tag:
 
 def _dropped(tag: Tag) -> bool:
     if tag.name in _DROP or tag.get("hidden") is not None or tag.get("aria-hidden") == "true":
+        return True
+    if tag.name in _PAGE_PARTS and tag.find_parent(["article", "main"]) is None and not tag.find(list(_HEADINGS)):
         return True
     if tag.get("role") in ("navigation", "banner", "contentinfo"):
         return True

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import statistics
+import threading
 from collections import Counter
 from dataclasses import dataclass
 
@@ -30,6 +31,8 @@ _PAGE_NUMBER = re.compile(
 _BAND = 0.12  # share of the page height at the top and bottom where furniture sits
 _REPEAT_SHARE = 0.4  # a furniture line repeats on at least this share of the pages (and on two)
 _UNMAPPED_SHARE = 0.05
+# PDFium is not thread-safe; uploads are read on request threads while `rag ingest` may run in another.
+_PDFIUM = threading.Lock()
 _NO_LINE_START = "”’）》」』】〕、，。：；！？,.;:!?)%"
 _NO_LINE_END = "“‘（《「『【〔("
 _CJK = re.compile(r"[\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef\u3000-\u303f]")
@@ -63,13 +66,14 @@ class Page:
 def read_pdf(data: bytes, name: str, limits: Limits) -> Extracted:
     if b"%%EOF" not in data[-2048:]:
         raise DocumentError(f"{name}: truncated or corrupt PDF (no end-of-file marker)")
-    pdf = _open(data, name)
-    try:
-        if len(pdf) > limits.max_pages:
-            raise DocumentError(f"{name}: {len(pdf):,} pages; the limit is {limits.max_pages:,}")
-        pages = [_read_page(pdf[i]) for i in range(len(pdf))]
-    finally:
-        pdf.close()
+    with _PDFIUM:
+        pdf = _open(data, name)
+        try:
+            if len(pdf) > limits.max_pages:
+                raise DocumentError(f"{name}: {len(pdf):,} pages; the limit is {limits.max_pages:,}")
+            pages = [_read_page(pdf[i]) for i in range(len(pdf))]
+        finally:
+            pdf.close()
     chars = sum(p.chars for p in pages)
     if chars == 0:
         raise DocumentError(f"{name}: no text layer; OCR is not supported")

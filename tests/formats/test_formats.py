@@ -172,6 +172,17 @@ def test_html_keeps_the_article_and_drops_page_furniture() -> None:
     assert [c.section for c in chunks] == [("县教育局年度报告",), ("招生",)]
 
 
+def test_html_page_header_goes_but_the_articles_own_header_stays() -> None:
+    page = ("<html><body><header>教育新闻网 首页</header><div class='content'><header><h1>招生公告</h1></header>"
+            "<p>今年计划招生三千人。</p><footer>责任编辑：张三</footer></div>"
+            "<div class='share-bar'>分享到微信</div><footer>版权所有</footer></body></html>")
+    assert read_bytes(page.encode(), "p.html").text == "招生公告\n今年计划招生三千人。"
+    article = ("<html><body><article><header><h1>招生公告</h1></header><p>今年计划招生三千人。</p></article>"
+               "</body></html>")
+    doc = read_bytes(article.encode(), "a.html")
+    assert doc.text == "招生公告\n今年计划招生三千人。" and doc.headings == ((0, 1),)
+
+
 def test_html_in_gbk_is_decoded() -> None:
     doc = read_bytes("<html><body><p>阳山县排名第三。</p></body></html>".encode("gbk"), "a.htm")
     assert doc.text == "阳山县排名第三。"
