@@ -61,3 +61,19 @@ def test_the_split_script_keeps_existing_splits_and_balances_new_ones() -> None:
     assert [r["split"] for r in result[:2]] == ["dev", "dev"]
     assert Counter(r["split"] for r in result) == {"dev": 3, "test": 3}
     assert assign_splits(again) == result  # the same input always gets the same split
+
+
+def test_the_adversarial_cases_are_about_their_documents() -> None:
+    """Each case's injection is really in a document, and the facts a case expects are in its own."""
+    root = REPO / "eval" / "adversarial"
+    cases = load_gold(root / "cases.jsonl")
+    texts = {path.name: normalize(clean(path.read_text("utf-8"))) for path in (root / "docs").iterdir()}
+    everything = "".join(texts.values())
+    assert len(cases) >= 20 and {c.type for c in cases} == {"adversarial"}
+    assert sum(c.doc is None for c in cases) >= 10 and sum(c.doc is not None for c in cases) >= 10
+    for case in cases:
+        assert any(normalize(s) in everything for s in case.must_not), case.id
+        if case.doc:
+            assert all(any(normalize(s) in texts[case.doc] for s in group) for group in case.must), case.id
+    english = [c for c in cases if any(s.isascii() and s.isalpha() for s in c.must_not[0].split())]
+    assert len(english) >= 3
