@@ -57,8 +57,13 @@ class Settings(BaseSettings):
     chunk_min_chars: int = Field(80, ge=0, le=1000, description="Shorter sections merge with a neighbour.")
 
     # --- index -----------------------------------------------------------------------------------------
-    vector_backend: Literal["faiss", "fake"] = Field("faiss", description="Vector index engine (the manifest "
-                                                     "records it; an index opens only with the one that built it).")
+    vector_backend: Literal["faiss", "qdrant", "fake"] = Field(
+        "faiss", description="Vector index engine (the manifest records it; an index opens only with the one "
+        "that built it): embedded FAISS, or Qdrant (a server at qdrant_url, else local mode under the index).")
+    qdrant_url: str | None = Field(None, pattern=r"^https?://", description="Qdrant server or cluster for "
+                                   "vector_backend=qdrant; unset: qdrant-client's local mode in index_dir/"
+                                   "index_name/qdrant (one process at a time).")
+    qdrant_api_key: str | None = Field(None, description="API key of the Qdrant server, when it needs one.")
     faiss_index: Literal["flat", "hnsw"] = Field("flat", description="Exact inner product, or HNSW "
                                                  "(approximate) for large corpora.")
     snapshot_every: int = Field(2000, ge=1, le=10_000_000, description="Chunks added or deleted before the "

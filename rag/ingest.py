@@ -65,14 +65,25 @@ def vector_backend(settings: Settings) -> str:
     return f"faiss-{settings.faiss_index}" if settings.vector_backend == "faiss" else settings.vector_backend
 
 
+def vector_options(settings: Settings) -> dict[str, object] | None:
+    """Where the vector backend keeps its points (connection settings: used, never recorded)."""
+    if settings.vector_backend != "qdrant":
+        return None
+    where = {"url": settings.qdrant_url, "api_key": settings.qdrant_api_key} if settings.qdrant_url else \
+        {"path": str(settings.index_path / "qdrant")}
+    return {"collection": f"rag-{settings.index_name}", **where}
+
+
 def index_spec(settings: Settings, embedder: Embedder) -> IndexSpec:
     """What a new index is built with."""
-    return IndexSpec(embedder.name, embedder.dim, vector_backend(settings), facts=_facts(settings))
+    return IndexSpec(embedder.name, embedder.dim, vector_backend(settings), vector_options(settings),
+                     facts=_facts(settings))
 
 
 def open_index(settings: Settings) -> Index:
     """The index the settings name; fails clearly when it was built with another vector backend."""
-    return Index.open(settings.index_path, vector_backend(settings), settings.snapshot_every)
+    return Index.open(settings.index_path, vector_backend(settings), settings.snapshot_every,
+                      vector_options(settings))
 
 
 def open_or_create(settings: Settings, embedder: Embedder, rebuild: bool = False) -> Index | None:

@@ -11,7 +11,7 @@ from rag.index.keys import chunk_id_of, chunk_key
 from rag.index.vectors import VectorIndex, VectorSpec, open_vectors
 from rag.index.vectors.faiss import FaissVectors
 
-BACKENDS = ["faiss-flat", "faiss-hnsw", "fake"]
+BACKENDS = ["faiss-flat", "faiss-hnsw", "fake", "qdrant"]
 DIM = 16
 
 

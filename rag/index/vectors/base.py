@@ -76,6 +76,8 @@ def register(name: str) -> Callable[[Opener], Opener]:
 def open_vectors(spec: VectorSpec, folder: Path | None = None) -> VectorIndex:
     """The vector index ``spec`` names, reopened from ``folder`` when it holds one."""
     from rag.index.vectors import faiss, fake  # noqa: F401  (register the built-in backends)
+    if spec.backend == "qdrant":
+        from rag.index.vectors import qdrant  # noqa: F401  (a heavy client: imported only when chosen)
 
     if spec.backend not in BACKENDS:
         raise ValueError(f"unknown vector backend {spec.backend!r}; known: {sorted(BACKENDS)}")
