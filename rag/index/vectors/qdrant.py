@@ -46,8 +46,9 @@ def point_id(chunk_id: str) -> int:
     return int(chunk_id, 16)
 
 
-def chunk_id(point: int | str) -> str:
-    return f"{int(point):016x}"
+def chunk_id(point: object) -> str:
+    """The chunk id of a Qdrant point id (inverse of ``point_id``)."""
+    return f"{int(str(point)):016x}"
 
 
 def _docs(doc_ids: Sequence[str]) -> models.Filter:
@@ -149,9 +150,9 @@ def open_qdrant(spec: VectorSpec, folder: Path | None) -> QdrantVectors:
     options = dict(spec.options or {})
     client, where = _client(options)
     collection = str(options.get("collection") or DEFAULT_COLLECTION)
-    marker = folder / MARKER if folder is not None else None
-    if marker is None or not marker.exists():
+    if folder is None or not (folder / MARKER).exists():
         return _create(client, collection, spec.dim, where)
+    marker = folder / MARKER
     state = json.loads(marker.read_text("utf-8"))
     if int(state["dim"]) != spec.dim:
         raise IndexMismatch(f"{folder} holds Qdrant vectors of dim {state['dim']}, not {spec.dim}")
