@@ -178,6 +178,7 @@ def _build_service(settings: Settings, no_llm: bool) -> Service:
 
 def _settings_snapshot(settings: Settings) -> dict[str, Any]:
     snapshot = settings.model_dump(mode="json")
-    if snapshot.get("api_key"):
-        snapshot["api_key"] = "***"  # summaries get shared; never write the key
+    for key in ("api_key", "llm_api_key", "qdrant_api_key"):
+        if snapshot.get(key):
+            snapshot[key] = "***"  # summaries get shared; never write a key
     return snapshot
