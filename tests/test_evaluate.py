@@ -270,11 +270,13 @@ def test_run_eval_in_process_metrics(tmp_path: Path, corpus: Path) -> None:
 def test_run_eval_writes_report_files(tmp_path: Path, corpus: Path) -> None:
     gold = write_gold(tmp_path / "gold.jsonl", GOLD_ROWS)
     out = tmp_path / "out" / "run1"
-    summary = run_eval(Settings(corpus_dir=corpus, api_key="secret-key"), gold, out, k=2, progress=False,
-                       service=scenario_service())
+    settings = Settings(corpus_dir=corpus, api_key="secret-key", llm_api_key="llm-key", qdrant_api_key="q-key")
+    summary = run_eval(settings, gold, out, k=2, progress=False, service=scenario_service())
     on_disk = json.loads((out / "summary.json").read_text("utf-8"))
     assert on_disk == summary
-    assert on_disk["settings"]["api_key"] == "***"
+    assert on_disk["settings"]["api_key"] == on_disk["settings"]["llm_api_key"] == "***"
+    assert on_disk["settings"]["qdrant_api_key"] == "***"
+    assert not any(k in (out / "summary.json").read_text("utf-8") for k in ("secret-key", "llm-key", "q-key"))
     assert on_disk["settings"]["corpus_dir"] == str(corpus)
     assert on_disk["timestamp"] and on_disk["gold"]["sha256"]
 
