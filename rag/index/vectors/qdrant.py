@@ -14,6 +14,7 @@ Distance is the dot product of unit vectors, the same scores FAISS gives.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import threading
@@ -130,6 +131,7 @@ def _client(options: Mapping[str, Any]) -> tuple[QdrantClient, str]:
             if path not in _local:
                 path.mkdir(parents=True, exist_ok=True)
                 _local[path] = QdrantClient(path=str(path))
+                atexit.register(_local[path].close)  # before interpreter teardown, which its __del__ trips on
             return _local[path], str(path)
     return QdrantClient(location=":memory:"), ":memory:"
 
