@@ -152,7 +152,7 @@ def test_a_server_slower_than_the_timeout_is_504(remote_settings: Settings, stre
         waited = time.monotonic() - started
     assert response.status_code == 504, response.text
     assert response.json()["error"]["type"] == "llm_timeout"
-    assert waited < 5
+    assert waited < 30  # retrieval on a busy machine plus 0.2 s, not the minute the server would take
 
 
 def test_a_stopped_server_is_503(client: TestClient, llama_server: LlamaServer) -> None:
