@@ -271,7 +271,8 @@ class CorpusStore:
 
 
 def _record(row: tuple[Any, ...]) -> DocRecord:
-    return DocRecord(*row[:-1], pages=tuple(json.loads(row[-1] or "[]")))
+    doc_id, title, characters, chunks, sha256, ingested_at, root, pages = row
+    return DocRecord(doc_id, title, characters, chunks, sha256, ingested_at, root, tuple(json.loads(pages or "[]")))
 
 
 def _chunk(row: tuple[Any, ...]) -> Chunk:

@@ -101,7 +101,8 @@ class FaissVectors:
         return int(self._index.ntotal) - len(self._dead)
 
     def search(self, vector: np.ndarray, k: int, doc_ids: Sequence[str] | None = None) -> list[tuple[str, float]]:
-        selector, limit = None, self.count()
+        selector: Any = None
+        limit = self.count()
         if doc_ids is not None:
             allowed = sorted({key for d in doc_ids for key in self._keys_of_doc.get(d, ())})
             selector, limit = faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64)), len(allowed)
@@ -111,10 +112,9 @@ class FaissVectors:
         if k <= 0:
             return []
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, self.dim)
-        params = None
+        params: Any = None
         if selector is not None:
-            params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(EF_SEARCH, k)) \
-                if self.kind == "hnsw" else faiss.SearchParameters(sel=selector)
+            params = _search_parameters(self.kind, selector, max(EF_SEARCH, k))
         scores, keys = self._index.search(query, k, params=params)
         return [(chunk_id_of(int(key)), float(s)) for s, key in zip(scores[0], keys[0], strict=True) if key != -1]
 
@@ -147,6 +147,14 @@ class FaissVectors:
         fresh = FaissVectors(self.dim, self.kind)
         fresh.upsert([chunk_id_of(k) for k in live], vectors, [{"doc_id": self._doc_of[k]} for k in live])
         return fresh
+
+
+def _search_parameters(kind: str, selector: Any, ef_search: int) -> Any:
+    """Search parameters carrying an id selector (faiss's type stubs do not know these classes)."""
+    module: Any = faiss
+    if kind == "hnsw":
+        return module.SearchParametersHNSW(sel=selector, efSearch=ef_search)
+    return module.SearchParameters(sel=selector)
 
 
 def _open(kind: str) -> Callable[[VectorSpec, Path | None], FaissVectors]:
