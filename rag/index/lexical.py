@@ -56,6 +56,7 @@ class LexicalIndex:
         self._lengths = np.zeros(0, np.float32)
         self._slot_of: dict[int, int] = {}
         self._total_length = 0.0
+        self._norm: np.ndarray | None = None  # per-slot length normalisation, recomputed after an update
 
     # --- sizes and rarity --------------------------------------------------------------------------
     def count(self) -> int:
@@ -82,10 +83,13 @@ class LexicalIndex:
             return 0
         lists = sorted((self._postings(self._terms[t])[0] for t in tokens), key=len)
         common = lists[0]
+        mask = np.zeros(len(self._keys), bool)
         for other in lists[1:]:
             if not len(common):
                 break
-            common = np.intersect1d(common, other, assume_unique=True)
+            mask[other] = True
+            common = common[mask[common]]
+            mask[other] = False
         return len(common)
 
     def weight(self, word: str) -> float:
@@ -115,6 +119,7 @@ class LexicalIndex:
         self._lengths = np.concatenate([self._lengths, lengths])
         self._slot_of.update((int(k), first + i) for i, k in enumerate(keys.tolist()))
         self._total_length += float(lengths.sum())
+        self._norm = None
         if not tids:
             return
         order = np.argsort(np.asarray(tids), kind="stable")
@@ -138,6 +143,7 @@ class LexicalIndex:
                 continue
             dead[slot] = True
             self._total_length -= float(self._lengths[slot])
+            self._norm = None
             self._lengths[slot] = 0.0
             touched.update(self._terms[t] for t in set(lexical_tokens(text)) if t in self._terms)
         for tid in touched:
@@ -160,7 +166,9 @@ class LexicalIndex:
         n = self.count()
         if n == 0:
             return scores
-        avgdl = max(self._total_length / n, 1.0)
+        if self._norm is None or len(self._norm) != len(self._keys):
+            avgdl = max(self._total_length / n, 1.0)
+            self._norm = (self.k1 * (1 - self.b + self.b * self._lengths / avgdl)).astype(np.float32)
         for term in dict.fromkeys(lexical_tokens(query)):
             tid = self._terms.get(term)
             if tid is None:
@@ -168,9 +176,8 @@ class LexicalIndex:
             slots, tf = self._postings(tid)
             if not len(slots):
                 continue
-            idf = math.log1p((n - len(slots) + 0.5) / (len(slots) + 0.5))
-            norm = self.k1 * (1 - self.b + self.b * self._lengths[slots] / avgdl)
-            scores[slots] += (idf * tf * (self.k1 + 1) / (tf + norm)).astype(np.float32)
+            idf = np.float32(math.log1p((n - len(slots) + 0.5) / (len(slots) + 0.5)))
+            scores[slots] += idf * tf * np.float32(self.k1 + 1) / (tf + self._norm[slots])
         return scores
 
     def search(self, query: str, k: int, within: Iterable[str] | None = None,
@@ -186,6 +193,9 @@ class LexicalIndex:
             mask[allowed] = True
             scores = np.where(mask, scores, 0.0)
         candidates = np.flatnonzero(scores > 0)
+        if len(candidates) > k > 0:  # only the best k need sorting (ties at the cut: the earlier slots)
+            cut = np.partition(-scores[candidates], k - 1)[k - 1]
+            candidates = candidates[-scores[candidates] <= cut]
         order = candidates[np.argsort(-scores[candidates], kind="stable")[:k]]
         return [(chunk_id_of(int(self._keys[s])), float(scores[s])) for s in order], extra
 
