@@ -370,9 +370,15 @@ def kill_loop(args: argparse.Namespace, work: Path) -> Phase:
                                 present.add(name)  # refused: it stays
 
                 writers = [threading.Thread(target=writer) for _ in range(2)]
+                done_before = sum(v for k, v in ops.items() if k != "cut by the kill")
                 for t in writers:
                     t.start()
-                time.sleep(rng.uniform(0.3, 1.5))
+                # Kill while writes stream: after this round's second acknowledged write, at a random moment.
+                deadline = time.monotonic() + 60
+                while sum(v for k, v in ops.items() if k != "cut by the kill") < done_before + 2 \
+                        and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                time.sleep(rng.uniform(0.0, 0.5))
                 server.kill()
                 alive.clear()
                 for t in writers:
@@ -411,7 +417,7 @@ def main() -> int:
     parser.add_argument("--chats-each", type=int, default=4)
     parser.add_argument("--uploads", type=int, default=12, help="parallel uploads (more than the queue holds)")
     parser.add_argument("--upload-sections", type=int, default=8, help="sections per uploaded document")
-    parser.add_argument("--kills", type=int, default=8)
+    parser.add_argument("--kills", type=int, default=6)
     parser.add_argument("--read-bound", type=float, default=5.0,
                         help="seconds every search, health check and document list must answer within")
     parser.add_argument("--chat-bound", type=float, default=30.0,
