@@ -9,6 +9,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+from rag.injection import addresses_assistant
 from rag.normalize import title_lines_of
 from rag.types import Chunk, CleanDocument, Sentence
 
@@ -231,12 +232,13 @@ def strip_span(text: str, start: int, end: int) -> tuple[int, int]:
 
 def chunk_sentences(doc: CleanDocument, chunk: Chunk) -> tuple[Sentence, ...]:
     """The sentences of a chunk (at most ``MAX_SENTENCE`` characters each), located in the original file.
-    Computed once at ingest and stored; the answer path reads them."""
+    Computed once at ingest and stored; the answer path reads them. Sentences that address the assistant
+    (``rag.injection``) are flagged here and left out: they are never evidence."""
     out: list[Sentence] = []
     for a, b in sentence_bounds(doc.clean, chunk.clean_start, chunk.clean_end):
         for s, e in hard_split(doc.clean, a, b, MAX_SENTENCE):
             s, e = strip_span(doc.clean, s, e)
-            if e > s:
+            if e > s and not addresses_assistant(doc.simplified[s:e]):  # injected instructions: never evidence
                 out.append(Sentence(doc.doc_id, doc.offsets[s], doc.offsets[e - 1] + 1, doc.clean[s:e],
                                     doc.simplified[s:e], chunk.section_path, 0.0))
     return tuple(out)
