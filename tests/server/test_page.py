@@ -571,3 +571,26 @@ def test_pdf_uploaded_into_an_empty_service_cites_its_page(browser: Any, tmp_pat
         finally:
             context.close()
     assert recorder.off_origin() == [] and recorder.errors == []
+
+
+def test_markup_in_answers_and_documents_stays_text(page: tuple[Any, Recorder], server: str,
+                                                    service: RagService) -> None:
+    from playwright.sync_api import expect
+
+    pg, _ = page
+    name = "标记测试.txt"
+    markup = '城南学校的校训是<b>勤学</b><img src=x onerror="window.hacked=1">。'
+    service.add_document(name, f"标记测试\n\n{markup}\n".encode())
+    try:
+        question = "城南学校的校训是什么？"
+        answer = ask(pg, question)
+        expected = api_answer(server, [{"role": "user", "content": question}])
+        content = expected["choices"][0]["message"]["content"]
+        assert "<b>" in content and not expected["refused"]
+        expect(answer.locator(".body")).to_contain_text(content)
+        answer.locator("button.cite").first.click()
+        expect(pg.locator("#source-text mark.hit")).to_contain_text("<img src=x")
+        assert pg.locator(".msg b, .msg img, #source-text b, #source-text img").count() == 0
+        assert pg.evaluate("window.hacked") is None
+    finally:
+        service.delete_document(name)
