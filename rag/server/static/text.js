@@ -1,9 +1,13 @@
 // Interface wording: plain-Chinese refusal reasons, citation labels, numbers and dates.
 
+// The server's reason starts with the name of the check that refused (rag/refuse.py), then its numbers.
 const REASONS = [
+  [/^not_a_question/, () => "收到的不是一个问题。"],
   [/missing ([^)）,，]*[^\s)）,，])/i, (m) => `文档里找不到问题中的关键内容：${m[1].trim()}。`],
   [/dense|similar/i, () => "没有与问题足够相似的段落。"],
   [/coverage/i, () => "文档里找不到能回答这个问题的内容。"],
+  [/^role: (.+?) not named as (.+?) in/, (m) => `文档里没有写明${m[1]}是${m[2]}。`],
+  [/answer_type|who-question/i, () => "问题问的是谁，但回答里没有文档中出现的人名。"],
   [/how many|quantity/i, () => "问题问的是数量，但回答里没有数字。"],
   [/number/i, () => "回答中的数字在文档里找不到，为避免编造，不作回答。"],
   [/ground/i, () => "回答的内容在文档里找不到依据。"],
