@@ -24,8 +24,8 @@ from typing import Any
 from rag.config import Settings
 from rag.embed import build_embedder
 from rag.eval import run_eval
-from rag.ingest import ingest_paths
 from rag.service import build_service
+from rag.writer import IndexWriter, LocalIndex
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "formats"
@@ -72,10 +72,9 @@ def split_metrics(results: Path, split: str) -> dict[str, float | None]:
 def run(fmt: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     corpus = corpus_of(fmt, tmp / fmt / "corpus")
     settings = Settings(corpus_dir=corpus, index_dir=tmp / fmt / "index")
-    index, report = ingest_paths([corpus], settings, build_embedder(settings), None)
+    report = IndexWriter(settings, build_embedder(settings), LocalIndex()).ingest([corpus])
     if report.skipped:
         raise SystemExit(f"{fmt}: skipped {report.skipped}")
-    index.save(settings.index_path)
     gold = gold_for(fmt, Path(args.gold), tmp / fmt / "gold.jsonl")
     out = Path(args.out) / fmt
     service = None if args.no_llm else build_service(settings)
