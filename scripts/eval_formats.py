@@ -61,8 +61,9 @@ def split_metrics(results: Path, split: str) -> dict[str, float | None]:
     answerable = [r for r in rows if r["item"]["doc"] is not None]
     checked = [c for r in rows if r["answer"] for c in r["answer"]["citations"] if c["span_valid"] is not None]
     share = lambda n, d: round(n / d, 4) if d else None  # noqa: E731
+    asked = any(r["answer"] for r in rows)  # a --no-llm run has no answers: no answer metrics
     return {"answer_accuracy": share(sum(bool(r["answer"] and r["answer"]["correct"]) for r in answerable),
-                                     len(answerable)),
+                                     len(answerable)) if asked else None,
             "evidence@k": share(sum(bool(r["retrieval"] and r["retrieval"]["evidence"]) for r in answerable),
                                 len(answerable)),
             "citation_span_valid": share(sum(bool(c["span_valid"]) for c in checked), len(checked)),
