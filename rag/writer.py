@@ -30,6 +30,7 @@ from rag.embed import Embedder
 from rag.errors import InvalidRequest, NotFound, NotReady, PayloadTooLarge, RagError, StorageError
 from rag.formats import EXTENSIONS, read_bytes
 from rag.index import DocRecord, Index, index_version
+from rag.index.store import fsync_path
 from rag.ingest import IngestReport, ingest_documents, ingest_paths, limits, open_or_create
 from rag.jobs import Job
 from rag.lock import IndexLock
@@ -213,7 +214,7 @@ class IndexWriter:
         temp = self.journal.with_name(self.journal.name + ".tmp")
         _write_synced(temp, json.dumps(asdict(change), ensure_ascii=False).encode())
         os.replace(temp, self.journal)
-        _fsync_dir(self.journal.parent)
+        fsync_path(self.journal.parent)
 
     def _read_journal(self) -> Change | None:
         try:
@@ -269,13 +270,13 @@ def _put_file(change: Change, data: bytes) -> None:
     if change.aside:
         os.replace(path, change.aside)
     os.replace(temp, path)
-    _fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 def _move_aside(change: Change) -> None:
     if change.path and _exists(Path(change.path)):
         os.replace(change.path, change.aside)
-        _fsync_dir(Path(change.path).parent)
+        fsync_path(Path(change.path).parent)
 
 
 def _undo(change: Change) -> None:
@@ -318,12 +319,6 @@ def _write_synced(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _as_rag_error(exc: BaseException, change: Change) -> BaseException:

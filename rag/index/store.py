@@ -88,7 +88,7 @@ class Index:
                     "parts": {"corpus": "sqlite", "vectors": spec.vectors, "lexical": LexicalIndex.name},
                     **dict(spec.facts or {})}
         corpus.write([], meta={"manifest": manifest})
-        _fsync_dir(root)
+        fsync_path(root)
         vectors = open_vectors(VectorSpec(spec.vectors, spec.dim, spec.vector_options))
         index = cls(root, corpus, vectors, LexicalIndex(), corpus.version, 0, snapshot_every)
         index._options = spec.vector_options
@@ -283,16 +283,16 @@ class Index:
         self.lexical.save(tmp)
         (tmp / "state.json").write_text(json.dumps({"version": self.version}), "utf-8")
         for f in tmp.iterdir():
-            _fsync_file(f)
-        _fsync_dir(tmp)
+            fsync_path(f)
+        fsync_path(tmp)
         folder = self.root / f"snap-{self.version:08d}-{uuid.uuid4().hex[:8]}"
         os.rename(tmp, folder)
-        _fsync_dir(self.root)
+        fsync_path(self.root)
         pointer = self.root / f".{POINTER}.tmp"
         pointer.write_text(folder.name, "utf-8")
-        _fsync_file(pointer)
+        fsync_path(pointer)
         os.replace(pointer, self.root / POINTER)
-        _fsync_dir(self.root)
+        fsync_path(self.root)
         self.snapshot_version = self.version
         self.corpus.forget_tombstones(self.version)
         for child in self.root.iterdir():
@@ -364,13 +364,11 @@ def _alive(pid: str) -> bool:
     return True
 
 
-def _fsync_file(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Flush a file's or a folder's entries to disk (a folder's fsync makes a rename in it durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
 
-
-def _fsync_dir(path: Path) -> None:
-    _fsync_file(path)
