@@ -132,6 +132,17 @@ def document_text(n: int, paragraphs: int = 2) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def after_restart(server: Server, client: httpx.Client, present: set[str], absent: set[str], when: str) -> list[str]:
+    """What a restarted server got wrong: corpus and index disagree, or an acknowledged write was undone."""
+    problems = [f"{when}: {p}" for p in agreement(server, client)]
+    listed = {d["id"] for d in client.get("/v1/documents").json()["data"]}
+    if lost := present - listed:
+        problems.append(f"acknowledged uploads lost: {sorted(lost)}")
+    if back := absent & listed:
+        problems.append(f"acknowledged deletes undone: {sorted(back)}")
+    return problems
+
+
 def agreement(server: Server, client: httpx.Client) -> list[str]:
     """Problems between the corpus folder and the index the server serves (empty when they agree)."""
     listed = {d["id"]: d["sha256"] for d in client.get(f"{server.url}/v1/documents").json()["data"]}
@@ -330,12 +341,7 @@ def kill_loop(args: argparse.Namespace, work: Path) -> Phase:
         for _ in range(args.kills):
             server.start()
             with httpx.Client(base_url=server.url, timeout=30) as client:
-                phase.problems += [f"after restart {server.starts - 1}: {p}" for p in agreement(server, client)]
-                listed = {d["id"] for d in client.get("/v1/documents").json()["data"]}
-                if lost := present - listed:
-                    phase.problems.append(f"acknowledged uploads lost: {sorted(lost)}")
-                if back := absent & listed:
-                    phase.problems.append(f"acknowledged deletes undone: {sorted(back)}")
+                phase.problems += after_restart(server, client, present, absent, f"after restart {server.starts - 1}")
                 alive = threading.Event()
                 alive.set()
 
@@ -385,12 +391,8 @@ def kill_loop(args: argparse.Namespace, work: Path) -> Phase:
                     t.join(60)
         server.start()
         with httpx.Client(base_url=server.url, timeout=30) as client:
-            phase.problems += [f"after the last restart: {p}" for p in agreement(server, client)]
+            phase.problems += after_restart(server, client, present, absent, "after the last restart")
             listed = {d["id"] for d in client.get("/v1/documents").json()["data"]}
-            if lost := present - listed:
-                phase.problems.append(f"acknowledged uploads lost: {sorted(lost)}")
-            if back := absent & listed:
-                phase.problems.append(f"acknowledged deletes undone: {sorted(back)}")
             phase.counts["documents at the end"] = len(listed)
     finally:
         server.stop()
