@@ -111,6 +111,13 @@ class IndexMismatch(RagError):
     type = "index_mismatch"
 
 
+class IndexOutdated(IndexMismatch):
+    """The index was written by another version of rag; rebuild it with `rag ingest --rebuild`."""
+
+    status_code = 503
+    type = "index_outdated"
+
+
 class ModelProvisionError(RagError):
     """A model could not be provisioned."""
 

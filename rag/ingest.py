@@ -8,6 +8,7 @@ else is rewritten.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,9 +20,10 @@ import numpy as np
 from rag.chunk import ChunkerConfig, chunk_document, chunk_sentences
 from rag.config import Settings
 from rag.embed import Embedder, passage_text
-from rag.errors import IndexMismatch, NotReady
+from rag.errors import NotReady
 from rag.formats import Limits, Skipped, load_documents
 from rag.index import DocRecord, DocumentEntry, Index, IndexSpec
+from rag.index.store import replace_index, settle_replace, staging_path
 from rag.normalize import clean_document
 from rag.types import Document
 
@@ -86,20 +88,37 @@ def open_index(settings: Settings) -> Index:
                       vector_options(settings))
 
 
-def open_or_create(settings: Settings, embedder: Embedder, rebuild: bool = False) -> Index | None:
-    """The index to ingest into: the existing one, or None (a new one is made) when there is none, when
-    ``rebuild`` asks for it, or when the existing one has an older format."""
-    if rebuild:
-        return None
+def open_or_create(settings: Settings) -> Index | None:
+    """The index to ingest into: the existing one, or None (a new one is made) when there is none. An index
+    of an older format raises ``IndexOutdated`` (rebuild it)."""
     try:
         return open_index(settings)
     except NotReady:
         return None
-    except IndexMismatch as exc:
-        if "older format" not in str(exc):
-            raise
-        log.warning("%s: rebuilding", exc)
-        return None
+
+
+def rebuild_paths(paths: Sequence[Path], settings: Settings, embedder: Embedder,
+                  *, progress: Progress | None = None) -> tuple[Index, IngestReport]:
+    """A new index of the files under ``paths`` (``rag ingest --rebuild``), built beside the current one and
+    swapped in when complete: a crash or kill at any point leaves the previous index whole and loadable."""
+    root = settings.index_path
+    if settings.vector_backend == "qdrant":  # its points live in a collection outside the folder: in place
+        log.warning("rebuilding the Qdrant-backed index %s in place (an interrupted rebuild leaves it partial)",
+                    root)
+        index, report = ingest_paths(paths, settings, embedder, None, progress=progress)
+        index.snapshot(force=True)
+        return index, report
+    staging = settings.model_copy(update={"index_name": staging_path(root).name})
+    shutil.rmtree(staging.index_path, ignore_errors=True)
+    try:
+        index, report = ingest_paths(paths, staging, embedder, None, progress=progress)
+        index.snapshot(force=True)
+        index.close()
+        replace_index(staging.index_path, root)
+    except BaseException:
+        settle_replace(root)  # the previous index stays (or comes back), the unfinished one goes
+        raise
+    return open_index(settings), report
 
 
 def ingest_paths(paths: Sequence[Path], settings: Settings, embedder: Embedder, index: Index | None,

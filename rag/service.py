@@ -18,7 +18,7 @@ from rag import cite as citing
 from rag import prompt as prompting
 from rag.config import Settings
 from rag.embed import CachedEmbedder, Embedder, build_embedder
-from rag.errors import InvalidRequest, NotFound, NotReady
+from rag.errors import IndexOutdated, InvalidRequest, NotFound, NotReady
 from rag.evidence import EvidenceJudge
 from rag.formats import page_span
 from rag.generate import Completion, GenerationSlots, Generator, build_generator
@@ -140,7 +140,8 @@ class RagService:
     @property
     def index(self) -> Index:
         if self._index is None:
-            raise NotReady("no index is loaded; ingest documents first (`rag ingest` or POST /v1/documents)")
+            raise self.writer.problem or NotReady("no index is loaded; ingest documents first (`rag ingest` or "
+                                                  "POST /v1/documents)")
         return self._index
 
     @property
@@ -379,8 +380,13 @@ def build_service(settings: Settings) -> RagService:
     """Load the models and the index named by ``settings``."""
     embedder = build_embedder(settings)
     generator = build_generator(settings)
+    problem = None
     try:
         index: Index | None = open_index(settings)
     except NotReady:
         index = None
-    return RagService(settings, embedder, generator, index)
+    except IndexOutdated as exc:  # served as this error (and /health says it) until a rebuild
+        index, problem = None, exc
+    service = RagService(settings, embedder, generator, index)
+    service.writer.problem = problem
+    return service

@@ -27,11 +27,11 @@ import numpy as np
 
 from rag.config import Settings
 from rag.embed import Embedder
-from rag.errors import InvalidRequest, NotFound, NotReady, PayloadTooLarge, RagError, StorageError
+from rag.errors import IndexOutdated, InvalidRequest, NotFound, NotReady, PayloadTooLarge, RagError, StorageError
 from rag.formats import EXTENSIONS, read_bytes
 from rag.index import DocRecord, Index, index_version
-from rag.index.store import fsync_path
-from rag.ingest import IngestReport, ingest_documents, ingest_paths, limits, open_or_create
+from rag.index.store import fsync_path, interrupted_rebuild, settle_replace
+from rag.ingest import IngestReport, ingest_documents, ingest_paths, limits, open_or_create, rebuild_paths
 from rag.jobs import Job
 from rag.lock import IndexLock
 from rag.types import Document
@@ -95,6 +95,7 @@ class IndexWriter:
         self.journal = settings.index_path.parent / f".{settings.index_path.name}.journal"
         self.version = index_version(settings.index_path) if holder.loaded_index is not None else ""
         self._mutex = threading.Lock()
+        self.problem: IndexOutdated | None = None  # why the index on disk cannot be served (a rebuild fixes it)
         self.between_batches: Callable[[], None] = lambda: None  # the server lets reads go first here
 
     # --- the writes --------------------------------------------------------------------------------
@@ -138,20 +139,24 @@ class IndexWriter:
 
     def ingest(self, paths: Sequence[Path], *, rebuild: bool = False, progress: Callable[[int], None] | None = None,
                on_wait: Callable[[str], None] | None = None) -> IngestReport:
-        """Index every file under ``paths`` on top of the latest index (none with ``rebuild``)."""
-        with self._writing(on_wait):
-            previous = self.holder.loaded_index
-            if rebuild or previous is None:
-                previous = open_or_create(self.settings, self.embedder, rebuild=rebuild)
-            index, report = ingest_paths(paths, self.settings, self.embedder, previous, progress=progress)
-            index.snapshot(force=True)
+        """Index every file under ``paths`` on top of the latest index; with ``rebuild``, a new index of these
+        files only, swapped in when complete (the previous one stays whole until then)."""
+        with self._writing(on_wait, rebuild=rebuild):
+            if rebuild:
+                index, report = rebuild_paths(paths, self.settings, self.embedder, progress=progress)
+            else:
+                previous = self.holder.loaded_index or open_or_create(self.settings)
+                index, report = ingest_paths(paths, self.settings, self.embedder, previous, progress=progress)
+                index.snapshot(force=True)
+            self.problem = None
             self._adopt(index)
         return report
 
     def refresh(self) -> None:
         """Catch up with the index on disk when another process changed it, and finish an interrupted
         write; skipped while another process holds the lock (the next call tries again)."""
-        pending = self.journal.exists() or self.journal.with_name(self.journal.name + ".tmp").exists()
+        pending = self.journal.exists() or self.journal.with_name(self.journal.name + ".tmp").exists() or \
+            interrupted_rebuild(self.settings.index_path)
         if not pending and index_version(self.settings.index_path) == self.version:
             return
         with self._mutex, contextlib.suppress(RagError), self.lock.exclusive() if pending else self.lock.shared():
@@ -159,19 +164,27 @@ class IndexWriter:
 
     # --- transaction machinery ---------------------------------------------------------------------
     @contextmanager
-    def _writing(self, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    def _writing(self, on_wait: Callable[[str], None] | None = None, rebuild: bool = False) -> Iterator[None]:
         with self._mutex, self.lock.exclusive(self.settings.lock_timeout, on_wait):
             self._sync(recover=True)
+            if self.problem is not None and not rebuild:
+                raise self.problem  # writing into an index this version cannot read would lose it
             yield
 
     def _sync(self, recover: bool) -> None:
         """Load the current generation if another process saved one; then settle a journaled change."""
+        if recover:
+            settle_replace(self.settings.index_path)
         version = index_version(self.settings.index_path)
         if version != self.version:
+            self.problem = None
             try:
-                index: Index | None = open_or_create(self.settings, self.embedder) if version else None
+                index: Index | None = open_or_create(self.settings) if version else None
             except NotReady:
                 index = None
+            except IndexOutdated as exc:
+                index, self.problem = None, exc
+                log.info("%s", exc)
             self.version = version
             self.holder.swap_index(index)
             log.info("loaded index generation %s written by another process", version or "(none)")

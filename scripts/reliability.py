@@ -13,6 +13,8 @@
 3. kill: uploads and deletes while the server is killed with SIGKILL at a random moment, --kills times;
    after each restart the corpus folder and the index must agree file for file (sha256), every
    acknowledged upload must be there and every acknowledged delete gone, and no temporary file remains.
+4. rebuild: `rag ingest --rebuild` killed with SIGKILL at a random moment, --rebuilds times, while a server
+   serves: the index must open whole after each kill and the server stay ready and agree with the corpus.
 
 Servers listen on 127.0.0.1 only. Prints the counts of each phase and ends with "reliability: N passed,
 M failed" (the phases); exits non-zero when any phase failed.
@@ -403,13 +405,63 @@ def kill_loop(args: argparse.Namespace, work: Path) -> Phase:
     return phase
 
 
+# --- 4. kill a rebuild ------------------------------------------------------------------------------------
+def rebuild_loop(args: argparse.Namespace, work: Path) -> Phase:
+    """`rag ingest --rebuild` killed with SIGKILL at a random moment of its run, --rebuilds times, while a
+    server serves the index: after each kill the server must stay ready, serving an index that agrees with
+    the corpus folder, and the index on disk must open whole (every chunk in both in-memory parts)."""
+    phase = Phase("rebuild")
+    rng = random.Random(args.seed)
+    server = Server(work / "rebuild", "fake", RAG_MIN_DENSE_SCORE="0")
+    server.prepare()
+    rebuild = [sys.executable, "-m", "rag.cli", "ingest", "--rebuild", str(server.corpus)]
+    started = time.monotonic()
+    subprocess.run(rebuild, env=server.env, cwd=server.workdir, check=True, stdout=subprocess.DEVNULL)
+    whole = time.monotonic() - started  # one uninterrupted rebuild, to spread the kills over
+    check = ("import sys; from pathlib import Path; from rag.index import Index; i = Index.open(Path(sys.argv[1])); "
+             "print(i.chunk_count(), i.vectors.count(), i.lexical.count(), len(i.documents))")
+    killed = 0
+    try:
+        server.start()
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            for n in range(args.rebuilds):
+                child = subprocess.Popen(rebuild, env=server.env, cwd=server.workdir, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL)
+                time.sleep(rng.uniform(0.0, whole))
+                killed += child.poll() is None
+                child.send_signal(signal.SIGKILL)
+                child.wait()
+                opened = subprocess.run([sys.executable, "-c", check, str(server.index / "default")], env=server.env,
+                                        capture_output=True, text=True)
+                counts = opened.stdout.split()
+                if opened.returncode or len(set(counts[:3])) != 1 or counts[3] != "5":
+                    phase.problems.append(f"rebuild {n}: the index does not open whole: {opened.stdout.strip()} "
+                                          f"{opened.stderr.strip()[-300:]}")
+                deadline = time.monotonic() + 30
+                while client.get("/health").json()["status"] != "ready" and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                phase.problems += [f"rebuild {n}: {p}" for p in agreement(server, client)]
+                if not client.post("/v1/search", json={"query": "阳山县", "top_k": 3}).json()["results"]:
+                    phase.problems.append(f"rebuild {n}: a search found nothing")
+        subprocess.run([sys.executable, "-m", "rag.cli", "ingest"], env=server.env, cwd=server.workdir, check=True,
+                       stdout=subprocess.DEVNULL)  # the next writer settles what the last kill left
+    finally:
+        server.stop()
+    if leftovers := sorted(p.name for p in server.index.iterdir() if p.name not in ("default", ".default.lock")):
+        phase.problems.append(f"left beside the index: {leftovers}")
+    phase.counts.update({"rebuilds": args.rebuilds, "killed while running": killed,
+                         "seconds per whole rebuild": round(whole, 1),
+                         "rolled back": server.logs().count("was rolled back")})
+    return phase
+
+
 PHASES: dict[str, Callable[[argparse.Namespace, Path], Phase]] = {
-    "fuzz": fuzz, "concurrency": concurrency, "kill": kill_loop}
+    "fuzz": fuzz, "concurrency": concurrency, "kill": kill_loop, "rebuild": rebuild_loop}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--phases", default="fuzz,concurrency,kill")
+    parser.add_argument("--phases", default="fuzz,concurrency,kill,rebuild")
     parser.add_argument("--examples", type=int, default=60, help="schemathesis examples per operation")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--embedder", default="auto", choices=["auto", "sentence-transformers", "fake"],
@@ -420,6 +472,7 @@ def main() -> int:
     parser.add_argument("--uploads", type=int, default=12, help="parallel uploads (more than the queue holds)")
     parser.add_argument("--upload-sections", type=int, default=8, help="sections per uploaded document")
     parser.add_argument("--kills", type=int, default=6)
+    parser.add_argument("--rebuilds", type=int, default=6, help="`rag ingest --rebuild` runs killed at random")
     parser.add_argument("--read-bound", type=float, default=5.0,
                         help="seconds every search, health check and document list must answer within")
     parser.add_argument("--chat-bound", type=float, default=30.0,

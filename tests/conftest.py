@@ -55,7 +55,7 @@ def real_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     if (built / "corpus.sqlite").exists():
         shutil.copytree(built, settings.index_path)
     embedder = build_embedder(settings)
-    index, _ = ingest_paths([settings.corpus_dir], settings, embedder, open_or_create(settings, embedder))
+    index, _ = ingest_paths([settings.corpus_dir], settings, embedder, open_or_create(settings))
     index.snapshot(force=True)
     index.close()
     return settings

@@ -8,10 +8,14 @@ tombstone, so the in-memory vector and lexical parts can catch up from any earli
 
 Every update is one SQLite transaction (WAL, ``synchronous=FULL``): a crash or ``kill -9`` at any point
 leaves the last committed version whole.
+
+The schema version is SQLite's ``user_version`` (``FORMAT``); a store written with another schema fails to
+open with ``IndexOutdated``, which tells the user to rebuild, before any of its tables is read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -22,11 +26,12 @@ from typing import Any
 
 import numpy as np
 
+from rag.errors import IndexOutdated
 from rag.index.keys import chunk_id_of, chunk_key, keys_of
 from rag.types import Chunk, Sentence
 
 FILE = "corpus.sqlite"
-FORMAT = 2
+FORMAT = 2  # the schema version: SQLite's user_version, and the manifest's "format"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -85,12 +90,17 @@ class Removed:
 class CorpusStore:
     """Reads from any thread (one connection per thread); writes through ``write``, one at a time."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, create: bool = False) -> None:
+        """Open the store at ``path`` (a new one with ``create``); another schema raises ``IndexOutdated``."""
         self.path = path
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        if not create:
+            check_schema(path)
         with self._db() as db:
             db.executescript(_SCHEMA)
+            if create:
+                db.execute(f"PRAGMA user_version = {FORMAT}")
 
     def _db(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
@@ -268,6 +278,31 @@ class CorpusStore:
               json.dumps([[s.start, s.end, s.text, s.simplified] for s in e.sentences[i]], ensure_ascii=False),
               version)
              for i, c in enumerate(e.chunks)])
+
+
+def schema_version(path: Path) -> int:
+    """The schema version of the store at ``path``: its ``user_version``, or for a store written before that
+    was recorded, its manifest's ``format`` (0 when it has neither). Opens read-only; writes nothing."""
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        if version or not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone():
+            return version
+        row = db.execute("SELECT value FROM meta WHERE name = 'manifest'").fetchone()
+        manifest = json.loads(row[0]) if row else None
+        return int(manifest.get("format") or 0) if isinstance(manifest, dict) else 0
+
+
+def check_schema(path: Path) -> None:
+    """Raise ``IndexOutdated`` unless the store at ``path`` has this version's schema."""
+    try:
+        found = schema_version(path)
+    except (sqlite3.DatabaseError, ValueError, TypeError) as exc:
+        raise IndexOutdated(f"the index at {path.parent} cannot be read ({path.name}: {exc}); rebuild it with "
+                            "`rag ingest --rebuild`") from exc
+    if found != FORMAT:
+        age = "an older" if found < FORMAT else "a newer"
+        raise IndexOutdated(f"the index at {path.parent} has {age} format (schema {found}; this version of rag "
+                            f"reads schema {FORMAT}); rebuild it with `rag ingest --rebuild`")
 
 
 def _record(row: tuple[Any, ...]) -> DocRecord:

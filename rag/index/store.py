@@ -33,11 +33,12 @@ from typing import Any
 
 import numpy as np
 
-from rag.errors import IndexMismatch, NotReady
+from rag.errors import IndexLocked, IndexMismatch, IndexOutdated, NotReady
 from rag.index import corpus as corpus_store
 from rag.index.corpus import CorpusStore, DocRecord, DocumentEntry, Records, Sources
 from rag.index.lexical import LexicalIndex
 from rag.index.vectors import VectorIndex, VectorSpec, open_vectors
+from rag.lock import IndexLock
 from rag.types import Chunk, Sentence
 
 log = logging.getLogger(__name__)
@@ -82,12 +83,12 @@ class Index:
         """A new empty index at ``root`` (an index already there is replaced)."""
         remove_index(root)
         root.mkdir(parents=True, exist_ok=True)
-        corpus = CorpusStore(root / corpus_store.FILE)
+        corpus = CorpusStore(root / corpus_store.FILE, create=True)
         manifest = {"format": corpus_store.FORMAT,
                     "embedder": {"name": spec.embedder, "dim": spec.dim, "prompt": "passage: "},
                     "parts": {"corpus": "sqlite", "vectors": spec.vectors, "lexical": LexicalIndex.name},
                     **dict(spec.facts or {})}
-        corpus.write([], meta={"manifest": manifest})
+        corpus.write([], meta={"manifest": manifest, "build": uuid.uuid4().hex[:12]})
         fsync_path(root)
         vectors = open_vectors(VectorSpec(spec.vectors, spec.dim, spec.vector_options))
         index = cls(root, corpus, vectors, LexicalIndex(), corpus.version, 0, snapshot_every)
@@ -103,10 +104,13 @@ class Index:
         ``vector_options`` are the backend's connection settings (never stored in the manifest).
         """
         path = root / corpus_store.FILE
+        if not path.exists() and _previous(root).exists():  # a crash in the middle of ``replace_index``
+            with contextlib.suppress(IndexLocked), IndexLock(root).exclusive():
+                settle_replace(root)
         if not path.exists():
             if (root / POINTER).exists():
-                raise IndexMismatch(f"the index at {root} has an older format; rebuild it with "
-                                    "`rag ingest --rebuild`")
+                raise IndexOutdated(f"the index at {root} has an older format (snapshot generations, no corpus "
+                                    "store); rebuild it with `rag ingest --rebuild`")
             raise NotReady(f"no index at {root}; build one with `rag ingest`")
         started = time.perf_counter()
         corpus = CorpusStore(path)
@@ -306,14 +310,19 @@ class Index:
 
 
 def index_version(root: Path) -> str:
-    """A cheap token that changes with every committed update of the index under ``root`` ("" when none):
-    a running server compares it to notice an update written by another process."""
+    """A cheap token that changes with every committed update of the index under ``root`` ("" when none), and
+    with every rebuild (each build has its own id): a running server compares it to notice an update written
+    by another process."""
     path = root / corpus_store.FILE
     if not path.exists():
         return ""
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-        row = db.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()
-    return "" if row is None else str(json.loads(row[0]))
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            rows = dict(db.execute("SELECT name, value FROM meta WHERE name IN ('version', 'build')").fetchall())
+    except sqlite3.DatabaseError:  # another schema, or not a store at all: opening it says what to do
+        return "unreadable"
+    version = str(json.loads(rows.get("version", "0")))
+    return f"{version}-{json.loads(rows['build'])}" if "build" in rows else version
 
 
 def remove_index(root: Path) -> None:
@@ -326,6 +335,54 @@ def remove_index(root: Path) -> None:
                 shutil.rmtree(child, ignore_errors=True)
             else:
                 child.unlink(missing_ok=True)
+
+
+def staging_path(root: Path) -> Path:
+    """Where ``rag ingest --rebuild`` builds the new index of ``root``, beside it."""
+    return root.parent / f".{root.name}.rebuild"
+
+
+def _previous(root: Path) -> Path:
+    return root.parent / f".{root.name}.previous"
+
+
+def replace_index(new: Path, root: Path) -> None:
+    """Make the complete index at ``new`` the index at ``root``: the previous one goes aside and the new one in
+    by two fsynced renames (the second is the commit point), then the previous one is deleted. A crash between
+    the renames leaves the previous index aside, whole: ``settle_replace`` (run by the next writer, or by
+    ``Index.open``) puts it back."""
+    for path in sorted(new.rglob("*"), reverse=True):  # files, then the folders holding them
+        fsync_path(path)
+    fsync_path(new)
+    previous = _previous(root)
+    shutil.rmtree(previous, ignore_errors=True)
+    if root.exists():
+        os.rename(root, previous)
+        fsync_path(root.parent)
+    os.rename(new, root)
+    fsync_path(root.parent)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def interrupted_rebuild(root: Path) -> bool:
+    """Whether a rebuild of ``root`` left something to settle (or is running in another process)."""
+    return _previous(root).exists() or staging_path(root).exists()
+
+
+def settle_replace(root: Path) -> None:
+    """Finish or undo a ``replace_index`` a crash interrupted and drop an unfinished rebuild; the caller holds
+    the index lock (``rag.lock``), so no rebuild is running."""
+    previous, staging = _previous(root), staging_path(root)
+    if previous.exists():
+        if root.exists():  # the new index was in: only the deletion of the previous one was cut
+            shutil.rmtree(previous, ignore_errors=True)
+        else:  # cut between the renames: the previous index comes back
+            os.rename(previous, root)
+            fsync_path(root.parent)
+            log.warning("an interrupted rebuild of %s was rolled back", root)
+    if staging.exists():
+        shutil.rmtree(staging, ignore_errors=True)
+        log.warning("removed the unfinished rebuild %s", staging)
 
 
 def _current_snapshot(root: Path) -> tuple[Path | None, int]:

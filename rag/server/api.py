@@ -250,9 +250,10 @@ def health_head() -> Response:
 def health(service: Service) -> dict[str, Any]:
     """Whether the service can answer, with the loaded model names and index counts."""
     docs = service.documents()
+    problem = {"error": {"type": p.type, "message": str(p)}} if (p := service.writer.problem) else {}
     return {"status": "ready" if service.ready else "not_ready",
             "models": {"llm": service.generator.name, "embedder": service.embedder.name},
-            "index": {"documents": len(docs), "chunks": sum(d.chunks for d in docs)}}
+            "index": {"documents": len(docs), "chunks": sum(d.chunks for d in docs)}, **problem}
 
 
 @v1.get("/models")

@@ -3,6 +3,7 @@ replay, the manifest, injected failures and a real SIGKILL at each stage of an u
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sqlite3
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,7 @@ import pytest
 
 from rag.config import Settings
 from rag.embed import FakeEmbedder
-from rag.errors import IndexMismatch, NotReady
+from rag.errors import IndexMismatch, IndexOutdated, NotReady
 from rag.index import Index, IndexSpec, index_version
 from rag.index import store as store_module
 from rag.index.corpus import CorpusStore
@@ -152,18 +154,70 @@ def test_no_index_and_older_format(tmp_path: Path) -> None:
         Index.open(tmp_path)
     (tmp_path / "gen-20240101").mkdir()
     (tmp_path / "CURRENT").write_text("gen-20240101")
-    with pytest.raises(IndexMismatch, match="older format; rebuild it with `rag ingest --rebuild`"):
+    with pytest.raises(IndexOutdated, match="older format .snapshot generations, no corpus store.; rebuild it "
+                                            "with `rag ingest --rebuild`"):
         Index.open(tmp_path)
     make_index(tmp_path)  # create replaces it
     assert not (tmp_path / "gen-20240101").exists() and Index.open(tmp_path).chunk_count() == 2
 
 
-def test_index_version_changes_with_every_commit(tmp_path: Path) -> None:
+def _older_schema(path: Path) -> None:
+    """A corpus store as an earlier version wrote it: other tables, no recorded version."""
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE chunks (id TEXT PRIMARY KEY, doc_id TEXT, text TEXT, vector BLOB)")
+    db.execute("INSERT INTO chunks VALUES ('0011223344556677', 'a.txt', '阳山县', x'00')")
+    db.commit()
+    db.close()
+
+
+def _user_version(version: int) -> Callable[[Path], None]:
+    def set_version(path: Path) -> None:
+        make_index(path.parent).close()
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            db.execute(f"PRAGMA user_version = {version}")
+    return set_version
+
+
+@pytest.mark.parametrize(("write", "problem"), [
+    (_older_schema, "has an older format (schema 0; this version of rag reads schema 2)"),
+    (_user_version(1), "has an older format (schema 1; this version of rag reads schema 2)"),
+    (_user_version(3), "has a newer format (schema 3; this version of rag reads schema 2)"),
+    (lambda path: path.write_bytes(b"not a database, truncated" * 100),
+     "cannot be read (corpus.sqlite: file is not a database)"),
+])
+def test_a_store_of_another_schema_fails_to_open_with_a_typed_error(tmp_path: Path, write: Callable[[Path], None],
+                                                                   problem: str) -> None:
+    write(tmp_path / "corpus.sqlite")
+    before = (tmp_path / "corpus.sqlite").read_bytes()
+    with pytest.raises(IndexOutdated) as info:
+        Index.open(tmp_path)
+    assert str(info.value) == f"the index at {tmp_path} {problem}; rebuild it with `rag ingest --rebuild`"
+    assert info.value.status_code == 503 and info.value.type == "index_outdated"
+    assert (tmp_path / "corpus.sqlite").read_bytes() == before  # opening wrote nothing into it
+    assert index_version(tmp_path) != ""
+
+
+def test_a_store_written_before_the_schema_version_was_recorded_opens(tmp_path: Path) -> None:
+    """user_version 0 with the manifest's format 2: the same schema, written by the previous release."""
+    index = make_index(tmp_path)
+    expected = state(index)
+    index.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "corpus.sqlite")) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        db.execute("PRAGMA user_version = 0")
+    assert state(Index.open(tmp_path)) == expected
+
+
+def test_index_version_changes_with_every_commit_and_every_build(tmp_path: Path) -> None:
     assert index_version(tmp_path) == ""
     index = make_index(tmp_path)
     first = index_version(tmp_path)
     index.write(entries(NEW))
-    assert index_version(tmp_path) != first and index_version(tmp_path) == str(index.version)
+    second = index_version(tmp_path)
+    assert second != first and second.startswith(f"{index.version}-")
+    rebuilt = make_index(tmp_path)
+    rebuilt.write(entries(NEW))  # the same version number as before the rebuild, another build
+    assert rebuilt.version == index.version and index_version(tmp_path) != second
 
 
 def test_refresh_catches_up_with_another_writer(tmp_path: Path) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import json
 import shutil
+import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -888,3 +890,23 @@ def test_delete_unknown_document_is_404(fresh: tuple[TestClient, Settings]) -> N
     client, _ = fresh
     assert "nope.txt" in assert_error(client.delete("/v1/documents/nope.txt"), 404, "not_found_error")
     assert len(document_ids(client)) == 5
+
+
+# --- an index of another format -----------------------------------------------------------------------
+def test_an_index_of_an_older_format_is_served_as_an_error_that_says_rebuild(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    store = settings.index_path / "corpus.sqlite"
+    with contextlib.closing(sqlite3.connect(store)) as db:
+        db.execute("PRAGMA user_version = 1")
+    before = store.read_bytes()
+    message = (f"the index at {settings.index_path} has an older format (schema 1; this version of rag reads "
+               "schema 2); rebuild it with `rag ingest --rebuild`")
+    with TestClient(create_app(settings)) as client:
+        health = client.get("/health").json()
+        assert health["status"] == "not_ready"
+        assert health["error"] == {"type": "index_outdated", "message": message}
+        assert assert_error(client.post("/v1/search", json={"query": "阳山县"}), 503, "index_outdated") == message
+        assert assert_error(chat(client, "阳山县排名第几？"), 503, "index_outdated") == message
+        # an upload would build a new index over it: refused the same way, the old store untouched
+        assert assert_error(upload(client, "mars.txt", MARS_TEXT.encode()), 503, "index_outdated") == message
+    assert store.read_bytes() == before and not (settings.corpus_dir / "mars.txt").exists()
