@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/bench_growth.py                        # 1k, 10k, 100k chunks, this checkout
     .venv/bin/python scripts/bench_growth.py --sizes 1000 --repo ../old-checkout --label before
+    .venv/bin/python scripts/bench_growth.py --sizes 100000 --keep /tmp/rag-bench-built   # build once, reuse
 
 For each size it generates a corpus from the sample documents (shuffled paragraphs under fresh headings,
 the same corpus for every checkout), builds the index with ``rag ingest`` and the fake embedder, starts
@@ -26,6 +27,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -157,14 +159,24 @@ class Server:
             self.process.wait()
 
 
-def measure(repo: Path, corpus: Path, work: Path, queries: int, rounds: int) -> dict[str, Any]:
+def measure(repo: Path, corpus: Path, work: Path, queries: int, rounds: int,
+            built: Path | None = None) -> dict[str, Any]:
+    """The numbers of one size. With ``built`` (a folder), the index is built there once and copied for each
+    run instead of ingested again (its ``build_s`` is then the copy's)."""
     env = {**os.environ, "PYTHONPATH": str(repo), "RAG_EMBED_BACKEND": "fake", "RAG_LLM_BACKEND": "fake",
            "RAG_INDEX_DIR": str(work / "index"), "RAG_CORPUS_DIR": str(work / "uploads"),
            "RAG_MODELS_DIR": str(work / "models"), "RAG_MIN_DENSE_SCORE": "0", "RAG_MIN_COVERAGE": "0",
            "RAG_UPLOAD_WAIT_SECONDS": "600"}
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "rag.cli", "ingest", str(corpus)], cwd=repo, env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    if built is not None and not (built / "default" / "corpus.sqlite").exists():
+        shutil.rmtree(built, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "rag.cli", "ingest", str(corpus)], cwd=repo, check=True,
+                       env={**env, "RAG_INDEX_DIR": str(built)}, stdout=subprocess.DEVNULL)
+    if built is not None:
+        shutil.copytree(built / "default", work / "index" / "default")
+    else:
+        subprocess.run([sys.executable, "-m", "rag.cli", "ingest", str(corpus)], cwd=repo, env=env, check=True,
+                       stdout=subprocess.DEVNULL)
     build_s = time.perf_counter() - started
     paragraphs, rng = sample_paragraphs(), random.Random(11)
     server = Server(repo, env)
@@ -198,13 +210,13 @@ def measure(repo: Path, corpus: Path, work: Path, queries: int, rounds: int) -> 
         return {"chunks": server.chunks, "build_s": round(build_s, 1), "add_s": add_s, "delete_s": delete_s,
                 "search_p50_ms": percentile(search_ms, 50), "search_p95_ms": percentile(search_ms, 95),
                 "chat_p50_ms": percentile(chat_ms, 50), "chat_p95_ms": percentile(chat_ms, 95),
-                "ready_s": server.ready_s, "peak_rss_upload_gb": max(rss)}
+                "ready_s": server.ready_s, "peak_rss_upload_gb": max(rss, default=float("nan"))}
     finally:
         server.stop()
 
 
 def row(r: dict[str, Any], label: str) -> str:
-    span = lambda xs: f"{min(xs):.2f}–{max(xs):.2f} s"  # noqa: E731
+    span = lambda xs: f"{min(xs):.2f}–{max(xs):.2f} s" if xs else "–"  # noqa: E731
     return (f"| {label} | {r['chunks']:,} | {span(r['add_s'])} | {span(r['delete_s'])} | "
             f"{r['search_p50_ms']:.0f} / {r['search_p95_ms']:.0f} ms | "
             f"{r['chat_p50_ms']:.0f} / {r['chat_p95_ms']:.0f} ms | {r['ready_s']:.1f} s | "
@@ -219,6 +231,9 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=40, help="searches and chat questions per size")
     parser.add_argument("--rounds", type=int, default=3, help="uploads and deletes per size")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "rag-bench-growth")
+    parser.add_argument("--keep", type=Path, help="build each size's index once into KEEP/index-<size> and reuse "
+                        "it in later runs (copied for each run; delete the folder after changing the index format)")
+    parser.add_argument("--skip-updates", action="store_true", help="search, chat and start-up only (no uploads)")
     args = parser.parse_args()
     print("| code | chunks | add one 18-chunk doc | delete it | search p50 / p95 | chat non-model p50 / p95 "
           "| server ready | peak RSS during an upload |")
@@ -227,7 +242,9 @@ def main() -> int:
         corpus = args.work / f"corpus-{size}"
         generate_corpus(corpus, size)
         with tempfile.TemporaryDirectory(dir=args.work) as tmp:
-            result = measure(args.repo.resolve(), corpus, Path(tmp), args.queries, args.rounds)
+            built = args.keep.resolve() / f"index-{size}" if args.keep else None
+            result = measure(args.repo.resolve(), corpus, Path(tmp), args.queries,
+                             0 if args.skip_updates else args.rounds, built)
         print(row(result, args.label), flush=True)
         print(json.dumps({"label": args.label, "size": size, **result}), file=sys.stderr, flush=True)
     return 0
