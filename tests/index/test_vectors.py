@@ -129,3 +129,35 @@ def test_hnsw_compact_drops_deleted_points() -> None:
 def test_unknown_backend_is_named() -> None:
     with pytest.raises(ValueError, match="unknown vector backend 'nope'"):
         open_vectors(VectorSpec("nope", DIM))
+
+
+def test_faiss_searches_with_one_openmp_thread_on_any_thread() -> None:
+    """A server searches on worker threads, where OpenMP starts with one thread per core; their spin-waits on a
+    busy machine made a 100k-vector search 8x slower. The thread's own setting is left as it was."""
+    import threading
+
+    import faiss
+
+    index, names, data = filled("faiss-flat")
+    seen: list[int] = []
+    inner = index._index
+
+    class Recording:
+        def __getattr__(self, name: str) -> object:
+            return getattr(inner, name)
+
+        def search(self, *args: object, **kwargs: object) -> object:
+            seen.append(faiss.omp_get_max_threads())
+            return inner.search(*args, **kwargs)
+
+    index._index = Recording()
+
+    def worker() -> None:
+        faiss.omp_set_num_threads(3)  # what a fresh thread of a 3-core machine starts with
+        assert [i for i, _ in index.search(data[2], 1)] == [names[2]]
+        seen.append(faiss.omp_get_max_threads())
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen == [1, 3]

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,9 @@ log = logging.getLogger(__name__)
 
 EF_SEARCH = 128
 # One query at a time: OpenMP threads gain nothing on one query and, on a machine whose cores are busy
-# (the LLM runs beside us), their spin-waits made a 100k-vector search 5x slower (76 ms vs 14 ms).
+# (the LLM runs beside us), their spin-waits made a 100k-vector search 5x slower (76 ms vs 14 ms). The
+# setting is per thread: this call covers the importing thread, ``search`` covers every other one (the
+# server searches on its worker threads, where OpenMP starts with one thread per core: 24 ms vs 2.9 ms).
 faiss.omp_set_num_threads(1)
 _FILE = "vectors.faiss"
 _DOCS = "vector_docs.json"
@@ -118,7 +121,8 @@ class FaissVectors:
         params: Any = None
         if selector is not None:
             params = _search_parameters(self.kind, selector, max(EF_SEARCH, k))
-        scores, keys = self._index.search(query, k, params=params)
+        with _one_thread():
+            scores, keys = self._index.search(query, k, params=params)
         return [(chunk_id_of(int(key)), float(s)) for s, key in zip(scores[0], keys[0], strict=True) if key != -1]
 
     # --- persistence -------------------------------------------------------------------------------
@@ -150,6 +154,17 @@ class FaissVectors:
         fresh = FaissVectors(self.dim, self.kind)
         fresh.upsert([chunk_id_of(k) for k in live], vectors, [{"doc_id": self._doc_of[k]} for k in live])
         return fresh
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """FAISS's OpenMP threads of the calling thread set to one, and back."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def _search_parameters(kind: str, selector: Any, ef_search: int) -> Any:
