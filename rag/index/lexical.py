@@ -25,6 +25,8 @@ from rag.index.keys import chunk_id_of, chunk_key, keys_of
 NAME = "bm25-char-bigram"
 _TOKEN = re.compile(r"[\u3400-\u9fff]+|[A-Za-z]+|\d+(?:\.\d+)?")
 _FILES = ("indptr", "slots", "counts", "keys", "lengths")
+DENSE_SHARE = 16  # a term in at least 1/16 of the chunks keeps its contribution to every chunk once searched,
+DENSE_BYTES = 32 << 20  # while they fit in this (85 terms at 100k chunks, 8 at 1M)
 
 
 def lexical_tokens(simplified: str) -> list[str]:
@@ -57,6 +59,9 @@ class LexicalIndex:
         self._slot_of: dict[int, int] = {}
         self._total_length = 0.0
         self._norm: np.ndarray | None = None  # per-slot length normalisation, recomputed after an update
+        # Each searched common term's BM25 contribution to every slot, until the next update changes n, df or
+        # the lengths: a term in most chunks then costs one vector add instead of a gather and a scatter.
+        self._dense: dict[int, np.ndarray] = {}
 
     # --- sizes and rarity --------------------------------------------------------------------------
     def count(self) -> int:
@@ -120,6 +125,7 @@ class LexicalIndex:
         self._slot_of.update((int(k), first + i) for i, k in enumerate(keys.tolist()))
         self._total_length += float(lengths.sum())
         self._norm = None
+        self._dense.clear()
         if not tids:
             return
         order = np.argsort(np.asarray(tids), kind="stable")
@@ -144,6 +150,7 @@ class LexicalIndex:
             dead[slot] = True
             self._total_length -= float(self._lengths[slot])
             self._norm = None
+            self._dense.clear()
             self._lengths[slot] = 0.0
             touched.update(self._terms[t] for t in set(lexical_tokens(text)) if t in self._terms)
         for tid in touched:
@@ -169,15 +176,23 @@ class LexicalIndex:
         if self._norm is None or len(self._norm) != len(self._keys):
             avgdl = max(self._total_length / n, 1.0)
             self._norm = (self.k1 * (1 - self.b + self.b * self._lengths / avgdl)).astype(np.float32)
+            self._dense.clear()
         for term in dict.fromkeys(lexical_tokens(query)):
             tid = self._terms.get(term)
             if tid is None:
+                continue
+            if tid in self._dense:
+                scores += self._dense[tid]  # + 0.0 where the term is absent: the same sums as the scatter
                 continue
             slots, tf = self._postings(tid)
             if not len(slots):
                 continue
             idf = np.float32(math.log1p((n - len(slots) + 0.5) / (len(slots) + 0.5)))
-            scores[slots] += idf * tf * np.float32(self.k1 + 1) / (tf + self._norm[slots])
+            part = idf * tf * np.float32(self.k1 + 1) / (tf + self._norm[slots])
+            scores[slots] += part
+            if len(slots) * DENSE_SHARE >= len(scores) and (len(self._dense) + 1) * scores.nbytes <= DENSE_BYTES:
+                self._dense[tid] = np.zeros(len(scores), np.float32)
+                self._dense[tid][slots] = part
         return scores
 
     def search(self, query: str, k: int, within: Iterable[str] | None = None,

@@ -106,3 +106,26 @@ def test_empty_index(tmp_path: Path) -> None:
     index = LexicalIndex.open(tmp_path / "none")
     assert index.search("阳山县", 5)[0] == [] and index.score("阳山县", ["0000000000000001"]).tolist() == [0.0]
     assert index.count() == 0 and index.weight("阳山") == 0.0
+
+
+def test_a_common_terms_contribution_is_kept_until_the_next_update(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A term in many chunks costs one vector add from its second search on, with exactly the same scores;
+    an add or a delete (which change n, df and the lengths) drops what was kept."""
+    texts = [f"第{i}号报告{'教育' if i % 2 else '发展'}部分" for i in range(40)]
+    ids = [f"{i:016x}" for i in range(40)]
+    index = built(texts, ids)
+    query = "报告的教育部分"
+    first = index.score(query, ids)
+    read: list[int] = []
+    postings = LexicalIndex._postings
+    monkeypatch.setattr(LexicalIndex, "_postings", lambda self, tid: read.append(tid) or postings(self, tid))
+    again = index.score(query, ids)
+    assert again.tobytes() == first.tobytes()  # bit for bit, not approximately
+    assert read == []  # every term of the query is in 1/16 of the chunks or more: nothing read again
+    index.delete(ids[:2], texts[:2])
+    index.add(["00000000000000aa"], ["教育报告"])
+    fresh = built(texts[2:] + ["教育报告"], ids[2:] + ["00000000000000aa"])
+    assert index.score(query, ids[2:] + ["00000000000000aa"]).tobytes() == \
+        fresh.score(query, ids[2:] + ["00000000000000aa"]).tobytes()
+    assert read != []
+    assert index.search(query, 5)[0] == fresh.search(query, 5)[0]
