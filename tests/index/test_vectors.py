@@ -161,3 +161,14 @@ def test_faiss_searches_with_one_openmp_thread_on_any_thread() -> None:
     thread.start()
     thread.join()
     assert seen == [1, 3]
+
+
+def test_faiss_builds_its_document_map_only_for_a_filter_or_a_delete(tmp_path: Path) -> None:
+    """Opening 100k vectors spent 0.1 s grouping keys by document, which a plain search never reads."""
+    index, names, data = filled("faiss-flat")
+    index.save(tmp_path)
+    loaded = FaissVectors.load(tmp_path)
+    assert [i for i, _ in loaded.search(data[30], 1)] == [names[30]]
+    assert loaded._by_doc is None
+    assert [i for i, _ in loaded.search(data[30], 1, doc_ids=["a.txt"])][0] in names[:20]
+    assert loaded._by_doc is not None and len(loaded._by_doc["a.txt"]) == 20

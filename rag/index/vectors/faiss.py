@@ -53,10 +53,17 @@ class FaissVectors:
         self._index = index if index is not None else faiss.IndexIDMap2(KINDS[kind](dim))
         self._doc_of: dict[int, str] = docs or {}
         self._dead: set[int] = dead or set()  # hnsw only: present in the graph, deleted
-        self._keys_of_doc: dict[str, set[int]] = {}
-        for key, doc in self._doc_of.items():
-            if key not in self._dead:
-                self._keys_of_doc.setdefault(doc, set()).add(key)
+        self._by_doc: dict[str, set[int]] | None = None  # built on first use: a plain search never needs it
+
+    @property
+    def _keys_of_doc(self) -> dict[str, set[int]]:
+        """The live keys of each document (for ``doc_ids`` filters and deletes by document)."""
+        if self._by_doc is None:
+            self._by_doc = {}
+            for key, doc in self._doc_of.items():
+                if key not in self._dead:
+                    self._by_doc.setdefault(doc, set()).add(key)
+        return self._by_doc
 
     # --- writes ------------------------------------------------------------------------------------
     def upsert(self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[Payload]) -> None:
