@@ -41,6 +41,8 @@ ROLES = frozenset({"system", "user", "assistant"})
 _FOLLOW_UP = re.compile(r"^(?:那|还有|另外|此外|它|其|这|该|此|他|她|上述|前者|后者|同一)|呢[？?]?$|"
                         r"(?:这|那)(?:个|些|项|一)|上一|刚才|前面|第[一二三四五六七八九十\d]+(?:项|个|条|点|位)")
 _FOLLOW_UP_CHARS = 8
+# Where an answer may be cut: after a clause's punctuation, but not after a comma inside a number (5,000).
+_CLAUSE_END = re.compile(r"[，。；！？、;!?：\n]|(?<!\d),")
 _SAID_CHARS = 80
 _NOTHING_WRITTEN = "model_not_found: the model said the passages hold no answer"
 
@@ -74,30 +76,32 @@ class Verdict:
 
 
 class VerifiedWriter:
-    """Sends the model's text only as far as it is verified: after each delta, the text so far is checked,
-    and when it passes (and informs) it is released, converted to the question's script. Conversion works
-    on phrases (布局 → 佈局), so the last few converted characters are held back until the end."""
-
-    HOLD = 3
+    """Sends the model's text only as far as it is verified: after each delta, the text up to its last clause
+    boundary (，。；、…) is checked, and when it passes (and informs) it is released, converted to the
+    question's script. A prefix is only ever cut at a boundary: "20" of "2023年" or "一" of "一校一品牌" is
+    no answer, and checking it would let a number or name pass half-written. Conversion works on phrases
+    (布局 → 佈局), which never span a boundary, so a converted prefix is a prefix of the converted whole."""
 
     def __init__(self, verdict: Callable[[str], Verdict], traditional: bool) -> None:
         self._verdict = verdict
         self._convert = to_traditional if traditional else to_simplified
         self._raw = ""
+        self._checked = ""
         self._passed: tuple[str, Verdict] | None = None
         self.sent = ""
 
     def feed(self, delta: str) -> str:
         """The newly verified text ("" when there is none yet)."""
         self._raw += delta
-        text = self._raw.strip()
-        if not text or not delta.strip():
+        text = clause_prefix(self._raw).strip()
+        if not text or text == self._checked:
             return ""
+        self._checked = text
         verdict = self._verdict(text)
         if verdict.reason or not verdict.informs:
             return ""
         self._passed = (text, verdict)
-        return self._release(self._convert(text)[:-self.HOLD])
+        return self._release(self._convert(text))
 
     def finish(self, whole: str) -> tuple[Verdict, str]:
         """The verdict on the answer (the whole text, else the longest passing prefix) and the text still to
@@ -245,7 +249,9 @@ class RagService:
 
     def _verdict(self, text: str, plan: Plan) -> Verdict:
         """The checks after generation on ``text`` (the whole answer or a prefix of it)."""
-        answered = Answered(text, to_simplified(plan.question), plan.chosen, plan.titles)
+        # A follow-up's figures may come from the turn it leans on (its query holds that question).
+        asked = plan.analysis.simplified if plan.analysis else to_simplified(plan.question)
+        answered = Answered(text, asked, plan.chosen, plan.titles)
         if reason := self.refuser.after(answered, plan.intent):
             return Verdict(reason)
         citations = citing.cite(text, plan.chosen, plan.index.sources, question=plan.question,
@@ -336,6 +342,12 @@ def _promote_roles(ranked: list[Sentence], roles: Sequence[str]) -> list[Sentenc
         return ranked
     top = [replace(s, score=max(s.score, ranked[0].score)) for s in ranked if names_role(s)]
     return [*top, *(s for s in ranked if not names_role(s))]
+
+
+def clause_prefix(text: str) -> str:
+    """``text`` up to and including its last clause boundary ("" when it has none yet)."""
+    ends = [m.end() for m in _CLAUSE_END.finditer(text)]
+    return text[:ends[-1]] if ends else ""
 
 
 def is_follow_up(question: str) -> bool:

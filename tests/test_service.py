@@ -17,7 +17,7 @@ from rag.generate import Completion, FakeGenerator
 from rag.index import Index
 from rag.ingest import ingest_paths
 from rag.normalize import clean, to_simplified, to_traditional
-from rag.service import RagService, sanitize_name, validate_messages
+from rag.service import RagService, VerifiedWriter, Verdict, sanitize_name, validate_messages
 from rag.types import Answer, Citation
 
 REPO = Path(__file__).resolve().parent.parent
@@ -357,6 +357,43 @@ def test_streamed_text_equals_the_non_streamed_answer(sample_index: tuple[Settin
         (whole.text, whole.refused, whole.reason, whole.citations)
     if reply is not None:
         assert "".join(deltas) == "" and final.refused  # the rejected text was never sent
+
+
+def _stream_verified(deltas: Sequence[str], bad: str) -> tuple[list[str], Verdict, str]:
+    """Feed ``deltas`` to a ``VerifiedWriter`` whose checks fail any text containing ``bad``."""
+    def verdict(text: str) -> Verdict:
+        return Verdict(f"invented_numbers: {bad}") if bad in text else Verdict("", informs=True)
+
+    writer = VerifiedWriter(verdict, traditional=False)
+    sent = [writer.feed(d) for d in deltas]
+    final, rest = writer.finish("".join(deltas))
+    return [*sent, rest], final, writer.sent
+
+
+def test_a_half_written_number_is_never_sent_or_kept() -> None:
+    sent, final, text = _stream_verified(["20", "2", "3年开始", "。"], bad="2023")
+    assert "".join(sent) == text == "" and final.reason == "invented_numbers: 2023"
+
+
+def test_an_answer_is_cut_only_at_a_clause_boundary() -> None:
+    sent, final, text = _stream_verified(["新修农村公路8", "5公里，改造危", "桥99座。"], bad="99")
+    assert text == "".join(sent) == "新修农村公路85公里，"
+    assert final.cut == "cut after 11 characters: invented_numbers: 99"
+
+
+def test_list_items_stream_as_they_are_written() -> None:
+    sent, final, text = _stream_verified(["茶叶", "、蔬", "菜、水果", "。"], bad="咖啡")
+    assert sent[:3] == ["", "茶叶、", "蔬菜、"] and text == "茶叶、蔬菜、水果。" and not final.reason
+
+
+def test_a_follow_up_may_repeat_the_figures_of_the_turn_it_leans_on(sample_index: tuple[Settings, Index]) -> None:
+    settings, index = sample_index
+    reply = "2023年计划新增公办中小学学位。"
+    service = RagService(settings, FakeEmbedder(), FakeGenerator(reply=reply), index)
+    history = [user("东莞2023年计划新增多少个公办园学位？"), {"role": "assistant", "content": "7500个。"},
+               user("那中小学呢？")]
+    answer = service.answer(history)
+    assert not answer.reason.startswith("invented_numbers"), answer.reason
 
 
 # --- named refusal checks ---------------------------------------------------------------------------------------
