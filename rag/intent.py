@@ -16,13 +16,13 @@ from rag.cite import asks_quantity
 _NUMERAL = "一二三四五六七八九十两"
 _CN_VALUE = {c: i for i, c in enumerate("零一二三四五六七八九十", 0)} | {"两": 2}
 _COUNTER = "个种所项家名位条类大点级学方面"
-# 哪五个 / 哪6所 / 哪两所: a count after 哪 asks for that many items.
-_COUNTED_WHICH = re.compile(rf"哪([{_NUMERAL}]+|\d+)[{_COUNTER}]?")
+# 哪五个 / 哪6所 / 哪两所: a count after 哪 asks for that many items (哪一天, 哪一年 ask for one thing).
+_COUNTED_WHICH = re.compile(rf"哪([{_NUMERAL.replace('一', '')}][{_NUMERAL}]*|\d+)[{_COUNTER}]?")
 # “五学” / 这三所学校 / 六个方面: a number before the noun names how many items the answer holds.
 _COUNTED_NOUN = re.compile(rf"([{_NUMERAL}]|\d+)(?:[{_COUNTER}]|位一体)")
 _LIST_WORDS = re.compile(r"哪几|哪些|列出|列举|有哪|包括哪|包含哪|分别是什么|分别有")
 _PERSON = re.compile(r"谁")
-_PLACE = re.compile(r"哪个地方|哪里|哪儿|在哪|何地|什么地方|哪个(?:县|市|区|镇|省|乡|村|地区|城市)")
+_PLACE = re.compile(r"哪个地方|哪里|哪儿|在哪(?![一天年月日])|何地|什么地方|哪个(?:县|市|区|镇|省|乡|村|地区|城市)")
 _ORG = re.compile(r"哪所|哪家|哪个(?:部门|单位|学校|机构|组织|高校|企业|公司)|哪两家|什么部门|什么单位")
 _NAME = re.compile(r"叫什么|什么名字|名称是什么|什么称号")
 # "…的校长是谁" → 校长; "由谁主持" → 主持.

@@ -32,11 +32,12 @@ class Templates:
     system: str
     user: str
     refusal: str
+    list_hint: str = ""
 
     @classmethod
     def load(cls, folder: Path) -> Templates:
         read = lambda name: (folder / name).read_text("utf-8").strip()  # noqa: E731
-        return cls(read("system.txt"), read("user.txt"), read("refusal.txt"))
+        return cls(read("system.txt"), read("user.txt"), read("refusal.txt"), read("list.txt"))
 
 
 def content_terms(question_simplified: str) -> list[str]:
@@ -118,8 +119,11 @@ def select(ranked: Sequence[Sentence], budget_chars: int, max_sentences: int = 4
 
 
 def render(templates: Templates, sentences: Sequence[Sentence], question: str,
-           titles: dict[str, str]) -> list[dict[str, str]]:
-    """Chat messages: the fixed system prompt, then numbered passages grouped by source, and the question."""
+           titles: dict[str, str], listing: bool = False) -> list[dict[str, str]]:
+    """Chat messages: the fixed system prompt, then numbered passages grouped by source, and the question;
+    a list question asks for every item (a 1.5B model otherwise tends to stop at the first one)."""
+    if listing:
+        question += templates.list_hint
     lines: list[str] = []
     for doc_id in dict.fromkeys(s.doc_id for s in sentences):
         if titles.get(doc_id):
@@ -132,22 +136,33 @@ def render(templates: Templates, sentences: Sequence[Sentence], question: str,
 # --- list questions: the structure that holds the items ------------------------------------------------------
 # 一是…二是…, 首先…其次…, 第一…第二…: a run of sentences that each open with an ordinal.
 _ORDINAL = re.compile(r"^(?:[一二三四五六七八九十]+是|首先|其次|再次|最后|第[一二三四五六七八九十]+[,，、是])")
-_ITEM_SEPARATORS = re.compile(r"[、；;]|和|及|与")
+_ITEM_SEPARATORS = re.compile(r"[、；;]|和|及|与|”“")
+# With the number of items known, clauses count as items too: 风险防范增力度,考试组织提效度,信访服务升温度.
+_CLAUSE_SEPARATORS = re.compile(r"[、；;，,]|和|及|与|”“")
+# A sentence that announces a list ("重点做好五个方面的工作：", "具体如下") holds none of its items.
+_ANNOUNCES = re.compile(r"[：:]\s*$|如下|以下")
 # A list's own sentence may rank a little below the best one (the best matched the question's wording).
 LIST_ANCHOR_RELATIVE = 0.8
 LIST_ANCHOR_CANDIDATES = 4
 
 
 def enumerates(sentence: Sentence, count: int) -> bool:
-    """True when the sentence itself lists at least ``count`` items (at least two): 甲、乙和丙."""
-    return len(_ITEM_SEPARATORS.findall(sentence.simplified)) + 1 >= max(count, 2)
+    """True when the sentence itself lists the items: at least ``count`` of them joined by 、/和/；, or by
+    commas too when ``count`` is known; at least three when it is not (甲、乙和丙). A sentence that announces
+    a list (ends in a colon, says 如下) does not hold it."""
+    if _ANNOUNCES.search(sentence.simplified):
+        return False
+    separators = _CLAUSE_SEPARATORS if count else _ITEM_SEPARATORS
+    return len(separators.findall(sentence.simplified)) + 1 >= (max(count, 2) if count else 3)
 
 
 def enumerating(ranked: Sequence[Sentence], count: int) -> Sentence | None:
-    """Among the best few ranked sentences, the first that lists ``count`` items itself (``count`` known)."""
-    if not count or not ranked:
+    """Among the best few ranked sentences, the first that lists the items itself; with the number of items
+    unknown, only the best sentence (any long sentence lists something)."""
+    if not ranked:
         return None
-    near = [s for s in ranked[:LIST_ANCHOR_CANDIDATES] if s.score >= LIST_ANCHOR_RELATIVE * ranked[0].score]
+    near = [s for s in ranked[:LIST_ANCHOR_CANDIDATES if count else 1]
+            if s.score >= LIST_ANCHOR_RELATIVE * ranked[0].score]
     return next((s for s in near if enumerates(s, count)), None)
 
 

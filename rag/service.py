@@ -288,7 +288,7 @@ class RagService:
         if intent.kind == "person" and intent.roles:
             ranked = _promote_roles(ranked, intent.roles)
         chosen = self._choose(index, ranked, intent)
-        chat = prompting.render(self.templates, chosen, asked, titles)
+        chat = prompting.render(self.templates, chosen, asked, titles, listing=intent.kind == "list")
         return Plan(text, traditional, index, hits, chosen, chat, "", "\n".join(titles.values()), question, intent)
 
     def _choose(self, index: Index, ranked: list[Sentence], intent: Intent) -> list[Sentence]:

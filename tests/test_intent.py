@@ -23,6 +23,9 @@ from rag.normalize import to_simplified
     ("东莞全面推广应用的教育数字化平台叫什么？", Intent("name")),
     ("每个园区至少建有几所镇办公办园？", Intent("quantity", quantity=True)),
     ("阳山县排名第几？", Intent("other")),
+    ("动员部署会是在哪一天召开的？", Intent("other")),
+    ("这个数字是哪一年的目标？", Intent("other")),
+    ("哪十二所学校获评示范校？", Intent("list", count=12)),
 ])
 def test_intent_of(question: str, expected: Intent) -> None:
     assert intent_of(to_simplified(question)) == expected
