@@ -16,6 +16,7 @@ from rag import cite as citing
 from rag.config import Settings
 from rag.evidence import Evidence
 from rag.intent import Intent
+from rag.normalize import to_simplified
 from rag.types import Citation, Sentence
 
 
@@ -41,6 +42,8 @@ AFTER = (
     Check("grounding", "min_grounding", "too few of the answer's own terms are in the evidence"),
     Check("role", "", "the answer's name stands in the evidence, but not in the role the question asks"),
     Check("support", "", "no sentence given to the model supports the answer"),
+    Check("subject", "min_coverage", "a how-many answer's figure comes from sentences that hold too little of "
+                                     "the question's content weight"),
 )
 CHECKS = {c.name: c for c in (*BEFORE, *AFTER)}
 
@@ -97,6 +100,25 @@ class Refuser:
     @staticmethod
     def support(citations: Sequence[Citation]) -> str:
         return "" if citations else "support: 0 sentences support the answer"
+
+    def subject(self, citations: Sequence[Citation], words: Sequence[tuple[str, bool]], context: str,
+                weight: Callable[[str], float], intent: Intent) -> str:
+        """A figure answers a how-many question only if the sentences it is cited from are about what was
+        asked: they must hold ``min_coverage`` of the question's content weight, as a document must. Places
+        and years (they picked the document) and the words of the document's title (they name the source)
+        are not looked for in the sentence."""
+        if not intent.quantity or not citations:
+            return ""
+        asked = [w for w, must in words if not must and w not in context]
+        total = sum(weight(w) for w in asked)
+        if not total:
+            return ""
+        text = "\n".join(to_simplified(c.text) for c in citations)
+        missing = [w for w in asked if w not in text]
+        share = 1.0 - sum(weight(w) for w in missing) / total
+        if share < self.settings.min_coverage:
+            return f"subject {share:.2f} < {self.settings.min_coverage} (the cited sentences miss {'、'.join(missing)})"
+        return ""
 
     # --- the post-generation rules, in order ------------------------------------------------------------
     def _model_not_found(self, a: Answered, intent: Intent) -> str:

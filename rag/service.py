@@ -258,6 +258,10 @@ class RagService:
                                 collective=plan.intent.kind == "list")
         if reason := self.refuser.support(citations):
             return Verdict(reason)
+        words = plan.analysis.words if plan.analysis else ()
+        if reason := self.refuser.subject(citations, words, to_simplified(plan.titles), plan.index.word_weight,
+                                          plan.intent):
+            return Verdict(reason)
         return Verdict("", tuple(with_pages(c, plan.index) for c in citations),
                        bool(citing.own_words(text, plan.question)))
 
