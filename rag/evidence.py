@@ -86,10 +86,11 @@ class EvidenceJudge:
         contains weighs most."""
         return self._index.word_weight(word)
 
-    def assess(self, hits: Sequence[Hit], question_simplified: str) -> Evidence:
+    def assess(self, hits: Sequence[Hit], words: Sequence[tuple[str, bool]]) -> Evidence:
+        """How well the hits' documents cover the question's content ``words`` (``Question.words``: each with
+        whether it is a must)."""
         if not hits:
             return Evidence(0.0, -1.0)
-        words = content_words(question_simplified)
         best_dense = max(h.dense for h in hits)
         if not words:  # "是什么？": nothing to look for, so nothing can be found
             return Evidence(0.0, best_dense)

@@ -275,7 +275,7 @@ class RagService:
         question = analyse(text, self.embedder, query)
         traditional, query_s = question.traditional, question.simplified
         hits = search(index, question, self.settings.context_chunks, config=self.retrieval_config())
-        evidence = self._judge(index).assess(hits, query_s)
+        evidence = self._judge(index).assess(hits, question.words)
         if refusal := self.refuser.before(evidence):
             return Plan(text, traditional, index, hits, [], [], refusal, analysis=question, intent=intent)
         # Only documents that cover the question may supply evidence: a neighbour's figure is no answer.

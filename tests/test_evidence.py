@@ -10,7 +10,6 @@ import pytest
 from rag.embed import FakeEmbedder
 from rag.evidence import MUST_PENALTY, Evidence, EvidenceJudge, content_words
 from rag.index import Index
-from rag.normalize import to_simplified
 from rag.question import analyse
 from rag.retrieve import search
 
@@ -28,8 +27,8 @@ def judge(index: Index) -> EvidenceJudge:
 
 
 def assess(index: Index, judge: EvidenceJudge, question: str) -> Evidence:
-    hits = search(index, analyse(question, FakeEmbedder()), 5)
-    return judge.assess(hits, to_simplified(question))
+    analysed = analyse(question, FakeEmbedder())
+    return judge.assess(search(index, analysed, 5), analysed.words)
 
 
 # --- content words ------------------------------------------------------------------------------------------------
@@ -96,12 +95,13 @@ def test_question_about_another_county_or_year_is_not_covered(index: Index, judg
 
 
 def test_no_hits_means_no_evidence(judge: EvidenceJudge) -> None:
-    assert judge.assess([], ANSWERABLE) == Evidence(0.0, -1.0)
+    assert judge.assess([], content_words(ANSWERABLE)) == Evidence(0.0, -1.0)
 
 
 def test_question_without_content_words_is_not_covered(index: Index, judge: EvidenceJudge) -> None:
-    hits = search(index, analyse("请问是什么", FakeEmbedder()), 3)
-    evidence = judge.assess(hits, "请问是什么")
+    question = analyse("请问是什么", FakeEmbedder())
+    hits = search(index, question, 3)
+    evidence = judge.assess(hits, question.words)
     assert (evidence.coverage, evidence.doc_id) == (0.0, "")
     assert evidence.best_dense == max(h.dense for h in hits)
 

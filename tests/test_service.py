@@ -17,7 +17,7 @@ from rag.generate import Completion, FakeGenerator
 from rag.index import Index
 from rag.ingest import ingest_paths
 from rag.normalize import clean, to_simplified, to_traditional
-from rag.service import RagService, VerifiedWriter, Verdict, sanitize_name, validate_messages
+from rag.service import RagService, Verdict, VerifiedWriter, sanitize_name, validate_messages
 from rag.types import Answer, Citation
 
 REPO = Path(__file__).resolve().parent.parent
@@ -408,7 +408,8 @@ def test_how_many_answered_without_a_number_is_refused(sample_index: tuple[Setti
     ("阳山县所在的北部生态发展区一共有多少个县（市区）？", "37个。", ""),
     ("东莞2023年要打造多少个课后服务示范项目？", "100个。", ""),
     # 37 stands in the evidence, but in a sentence about the ranking, not about left-behind children.
-    ("阳山县北部生态发展区有多少名留守儿童和孤儿？", "37名。", "subject 0.41 < 0.5 (the cited sentences miss 留守、儿童、孤儿)"),
+    ("阳山县北部生态发展区有多少名留守儿童和孤儿？", "37名。",
+     "subject 0.41 < 0.5 (the cited sentences miss 留守、儿童、孤儿)"),
 ])
 def test_a_figure_must_come_from_a_sentence_about_what_was_asked(
         sample_index: tuple[Settings, Index], question: str, reply: str, reason: str) -> None:
