@@ -7,7 +7,7 @@ of their own, and the gold set is evaluated in process with the real models. Gol
 (``000_ae0e48cc884afd96.txt`` → ``000_ae0e48cc884afd96.pdf``), so document hits and citation checks look for
 the right file. Citation spans are checked against the text each format's reader extracts from the file.
 
-    flock /tmp/llm.lock .venv/bin/python scripts/eval_formats.py [--formats txt,pdf] [--limit N] [--no-llm]
+    flock /tmp/llm.lock .venv/bin/python scripts/eval_formats.py [--formats txt,pdf] [--split test] [--limit N] [--no-llm]
 
 Prints a Markdown table (the whole set and its test split) and writes each run under ``--out``.
 """
@@ -79,7 +79,8 @@ def run(fmt: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     gold = gold_for(fmt, Path(args.gold), tmp / fmt / "gold.jsonl")
     out = Path(args.out) / fmt
     service = None if args.no_llm else build_service(settings)
-    summary = run_eval(settings, gold, out, service=service, no_llm=args.no_llm, limit=args.limit, progress=False)
+    summary = run_eval(settings, gold, out, service=service, no_llm=args.no_llm, limit=args.limit, progress=False,
+                       split=args.split)
     return {"all": {**{m: summary["metrics"][m] for m in METRICS}, "questions": summary["metrics"]["questions"],
                     "chunks": report.chunks},
             "test": split_metrics(out / "results.jsonl", "test")}
@@ -103,6 +104,7 @@ def main() -> None:
     parser.add_argument("--gold", default=str(REPO / "eval" / "gold.jsonl"))
     parser.add_argument("--out", default=str(REPO / "eval" / "runs" / "formats"))
     parser.add_argument("--limit", type=int)
+    parser.add_argument("--split", choices=["dev", "test"], help="only the gold set's dev or test part")
     parser.add_argument("--no-llm", action="store_true", help="retrieval metrics only (no LLM: no answers)")
     args = parser.parse_args()
     rows: dict[str, dict[str, Any]] = {}
