@@ -41,8 +41,9 @@ ROLES = frozenset({"system", "user", "assistant"})
 _FOLLOW_UP = re.compile(r"^(?:那|还有|另外|此外|它|其|这|该|此|他|她|上述|前者|后者|同一)|呢[？?]?$|"
                         r"(?:这|那)(?:个|些|项|一)|上一|刚才|前面|第[一二三四五六七八九十\d]+(?:项|个|条|点|位)")
 _FOLLOW_UP_CHARS = 8
-# Where an answer may be cut: after a clause's punctuation, but not after a comma inside a number (5,000).
-_CLAUSE_END = re.compile(r"[，。；！？、;!?：\n]|(?<!\d),")
+# Where an answer may be cut: after a clause's punctuation, but not after a comma inside a number (5,000),
+# nor after a colon (what it announces is the answer).
+_CLAUSE_END = re.compile(r"[，。；！？、;!?\n]|(?<!\d),")
 _SAID_CHARS = 80
 _NOTHING_WRITTEN = "model_not_found: the model said the passages hold no answer"
 

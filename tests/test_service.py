@@ -381,6 +381,11 @@ def test_an_answer_is_cut_only_at_a_clause_boundary() -> None:
     assert final.cut == "cut after 11 characters: invented_numbers: 99"
 
 
+def test_an_answer_is_not_cut_after_the_colon_that_announces_it() -> None:
+    sent, final, text = _stream_verified(["重点做好五个方面的工作：", "一是虚构；"], bad="虚构")
+    assert text == "".join(sent) == "" and final.reason == "invented_numbers: 虚构"
+
+
 def test_list_items_stream_as_they_are_written() -> None:
     sent, final, text = _stream_verified(["茶叶", "、蔬", "菜、水果", "。"], bad="咖啡")
     assert sent[:3] == ["", "茶叶、", "蔬菜、"] and text == "茶叶、蔬菜、水果。" and not final.reason
