@@ -7,7 +7,8 @@ of their own, and the gold set is evaluated in process with the real models. Gol
 (``000_ae0e48cc884afd96.txt`` → ``000_ae0e48cc884afd96.pdf``), so document hits and citation checks look for
 the right file. Citation spans are checked against the text each format's reader extracts from the file.
 
-    flock /tmp/llm.lock .venv/bin/python scripts/eval_formats.py [--formats txt,pdf] [--split test] [--limit N] [--no-llm]
+    flock /tmp/llm.lock .venv/bin/python scripts/eval_formats.py [--formats txt,pdf] [--split test] [--limit N]
+        [--no-llm]
 
 Prints a Markdown table (the whole set and its test split) and writes each run under ``--out``.
 """
