@@ -142,8 +142,9 @@ def test_streams_through_the_server(client: TestClient, remote_settings: Setting
     assert "7500" in text
     assert final["citations"][0]["doc_id"].startswith("002_")
     assert_verified(remote_settings, final["citations"])
-    assert 0 < final["usage"]["completion_tokens"] <= remote_settings.max_tokens
-    assert len(events) > 3  # streamed in pieces, not all at once
+    # The server streamed the answer in pieces: without usage in its stream, each piece counts one token.
+    # (The service then releases it a verified clause at a time, so a one-clause answer is one event.)
+    assert 1 < final["usage"]["completion_tokens"] <= remote_settings.max_tokens
 
 
 @pytest.mark.parametrize("stream", [False, True])
