@@ -75,6 +75,14 @@ def content_words(question_simplified: str) -> list[tuple[str, bool]]:
     return list(words.items())
 
 
+def held(weights: dict[str, float], text: str) -> tuple[float, tuple[str, ...]]:
+    """The share of the words' total weight that ``text`` contains, and the words it misses: the one notion
+    of coverage, for a document (``EvidenceJudge``) and for the sentences an answer is cited from."""
+    missing = tuple(w for w in weights if w not in text)
+    total = sum(weights.values())
+    return (1.0 - sum(weights[w] for w in missing) / total if total else 0.0), missing
+
+
 class EvidenceJudge:
     """Measures, for an index, how well retrieved documents cover a question."""
 
@@ -96,13 +104,11 @@ class EvidenceJudge:
             return Evidence(0.0, best_dense)
         weights = {w: self.weight(w) for w, _ in words}
         must = {w for w, m in words if m}
-        total = sum(weights.values())
         best = Evidence(-1.0, best_dense)
         scores: list[tuple[str, float]] = []
         for doc_id in dict.fromkeys(h.chunk.doc_id for h in hits):
-            text = self._index.document_text(doc_id)  # clean, Simplified: stored at ingest
-            missing = tuple(w for w, _ in words if w not in text)
-            score = 1.0 - sum(weights[w] for w in missing) / total - MUST_PENALTY * len(must.intersection(missing))
+            share, missing = held(weights, self._index.document_text(doc_id))  # clean, Simplified: from ingest
+            score = share - MUST_PENALTY * len(must.intersection(missing))
             scores.append((doc_id, score))
             if score > best.coverage:
                 best = Evidence(score, best_dense, doc_id, missing)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from rag import cite as citing
 from rag.config import Settings
-from rag.evidence import Evidence
+from rag.evidence import Evidence, held
 from rag.intent import Intent
 from rag.normalize import to_simplified
 from rag.types import Citation, Sentence
@@ -109,13 +109,10 @@ class Refuser:
         are not looked for in the sentence."""
         if not intent.quantity or not citations:
             return ""
-        asked = [w for w, must in words if not must and w not in context]
-        total = sum(weight(w) for w in asked)
-        if not total:
+        weights = {w: weight(w) for w, must in words if not must and w not in context}
+        if not sum(weights.values()):
             return ""
-        text = "\n".join(to_simplified(c.text) for c in citations)
-        missing = [w for w in asked if w not in text]
-        share = 1.0 - sum(weight(w) for w in missing) / total
+        share, missing = held(weights, "\n".join(to_simplified(c.text) for c in citations))
         if share < self.settings.min_coverage:
             return f"subject {share:.2f} < {self.settings.min_coverage} (the cited sentences miss {'、'.join(missing)})"
         return ""

@@ -59,7 +59,7 @@ class Plan:
     chosen: list[Sentence]
     chat: list[dict[str, str]]
     refusal: str
-    titles: str = ""
+    titles: str = ""  # the covering documents' titles, Simplified
     analysis: Question | None = None
     intent: Intent = Intent()
 
@@ -260,8 +260,7 @@ class RagService:
         if reason := self.refuser.support(citations):
             return Verdict(reason)
         words = plan.analysis.words if plan.analysis else ()
-        if reason := self.refuser.subject(citations, words, to_simplified(plan.titles), plan.index.word_weight,
-                                          plan.intent):
+        if reason := self.refuser.subject(citations, words, plan.titles, plan.index.word_weight, plan.intent):
             return Verdict(reason)
         return Verdict("", tuple(with_pages(c, plan.index) for c in citations),
                        bool(citing.own_words(text, plan.question)))
@@ -294,7 +293,8 @@ class RagService:
             ranked = _promote_roles(ranked, intent.roles)
         chosen = self._choose(index, ranked, intent)
         chat = prompting.render(self.templates, chosen, asked, titles, listing=intent.kind == "list")
-        return Plan(text, traditional, index, hits, chosen, chat, "", "\n".join(titles.values()), question, intent)
+        return Plan(text, traditional, index, hits, chosen, chat, "", to_simplified("\n".join(titles.values())),
+                    question, intent)
 
     def _choose(self, index: Index, ranked: list[Sentence], intent: Intent) -> list[Sentence]:
         """The sentences for the model: the best few, or for a list question the structure holding the items."""
