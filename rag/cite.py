@@ -4,7 +4,7 @@ and judge whether the answer is supported at all (evidence for refusal beyond th
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from functools import lru_cache
 
 from rag.index import lexical_tokens
@@ -14,6 +14,7 @@ from rag.types import Citation, Sentence
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _MAX_LIST_CITATIONS = 10
+_JOINERS = frozenset("是的了")
 _CN_DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九")} | {"两": 2, "〇": 0}
 _CN_NUMBER = re.compile(r"[零〇一二两三四五六七八九十百千]+")
 _QUANTITY_QUESTION = re.compile(r"多少|几[个名所项位次年月日天人家条种类岁倍处批届期]")
@@ -61,14 +62,42 @@ def unsupported_numbers(answer: str, evidence: Sequence[Sentence], question: str
     return {n for n in _NUMBER.findall(to_simplified(answer)) if n not in seen}
 
 
+# What a figure counts: a number answers only when it counts what the evidence counts with it (47分 is not
+# 47次). Units in one group count the same thing (182名 and 182人 are the same people).
+_UNIT_GROUPS = ("名人位", "所", "个", "项", "场次", "分", "元", "家", "座", "条", "篇", "本", "岁", "倍", "届",
+                "批", "天", "年", "月", "日", "%％", "亩", "户", "期", "种", "类", "件", "台", "套", "处")
+_UNIT = {u: group for group in _UNIT_GROUPS for u in group}
+_FIGURE = re.compile(r"(第?)(\d+(?:\.\d+)?|[零〇一二两三四五六七八九十百千]+)(.?)")
+
+
+def _figures(text_simplified: str) -> Iterator[tuple[str, str, bool, str]]:
+    """Each number of the text: its value, its unit group ("" when no unit follows), whether it is an
+    ordinal (第3), and how it is written."""
+    for m in _FIGURE.finditer(text_simplified):
+        value = m.group(2) if m.group(2)[0].isdigit() else _cn_to_int(m.group(2))
+        if value is not None:
+            yield str(value), _UNIT.get(m.group(3), ""), bool(m.group(1)), m.group(0)
+
+
+def miscounted(answer: str, evidence: Sequence[Sentence], question: str = "") -> set[str]:
+    """Figures of the answer whose number the evidence holds only counting something else: 47分 when the
+    evidence says 47次. A number the evidence also writes without a unit, or with the same one, passes, and so
+    does 个, which counts anything."""
+    seen: dict[str, set[str]] = {}
+    for text in (to_simplified(question), *(s.simplified for s in evidence)):
+        for value, unit, _, _ in _figures(text):
+            seen.setdefault(value, set()).add(unit)
+    return {written for value, unit, ordinal, written in _figures(to_simplified(answer))
+            if unit not in ("", "个") and not ordinal and value in seen and not seen[value] & {unit, ""}}
+
+
 def grounding(answer: str, question: str, evidence: Sequence[Sentence], context: str = "") -> float:
     """Share of the answer's own terms (those the question did not bring) found in the evidence.
 
     A small model sometimes fills a gap with a plausible name or figure; those terms are nowhere in the
     evidence, so a low share means the answer is not grounded.
     """
-    asked = set(lexical_tokens(to_simplified(question)))
-    terms = [t for t in dict.fromkeys(lexical_tokens(to_simplified(answer))) if t not in asked]
+    terms = own_words(answer, question)
     if not terms:
         return 1.0
     text = "\n".join([to_simplified(context), *(s.simplified for s in evidence)])
@@ -78,15 +107,16 @@ def grounding(answer: str, question: str, evidence: Sequence[Sentence], context:
 
 def own_terms(answer_simplified: str, question_simplified: str) -> list[str]:
     """The answer's terms that the question did not bring (all of them if it brought every one)."""
-    asked = set(lexical_tokens(question_simplified))
-    terms = list(dict.fromkeys(lexical_tokens(answer_simplified)))
-    return [t for t in terms if t not in asked] or terms
+    return own_words(answer_simplified, question_simplified) or \
+        list(dict.fromkeys(lexical_tokens(answer_simplified)))
 
 
 def own_words(answer: str, question: str) -> list[str]:
-    """The answer's terms that the question did not bring (none when it only repeats the question)."""
+    """The answer's terms that the question did not bring (none when it only repeats the question). A
+    bigram across 是/的/了 (…第二项是|宣讲…) joins the question's words to the answer's and says nothing."""
     asked = set(lexical_tokens(to_simplified(question)))
-    return [t for t in dict.fromkeys(lexical_tokens(to_simplified(answer))) if t not in asked]
+    return [t for t in dict.fromkeys(lexical_tokens(to_simplified(answer)))
+            if t not in asked and not (len(t) == 2 and _JOINERS.intersection(t))]
 
 
 def asks_quantity(question: str) -> bool:

@@ -37,6 +37,7 @@ BEFORE = (
 AFTER = (
     Check("model_not_found", "", "the model said the passages do not hold the answer"),
     Check("invented_numbers", "", "the answer holds numbers found neither in the evidence nor the question"),
+    Check("miscounted", "", "the answer's figure counts something else than the evidence's same number (47分, 47次)"),
     Check("quantity", "", "the question asks how many but the answer holds no number"),
     Check("answer_type", "", "a who-question is not answered by a person's name found in the evidence"),
     Check("grounding", "min_grounding", "too few of the answer's own terms are in the evidence"),
@@ -127,6 +128,10 @@ class Refuser:
         invented = citing.unsupported_numbers(a.text, a.chosen, a.question)
         return f"invented_numbers: {sorted(invented)} not in the evidence" if invented else ""
 
+    def _miscounted(self, a: Answered, intent: Intent) -> str:
+        wrong = citing.miscounted(a.text, a.chosen, a.question)
+        return f"miscounted: {sorted(wrong)} count something else in the evidence" if wrong else ""
+
     def _quantity(self, a: Answered, intent: Intent) -> str:
         if intent.quantity and not citing.has_quantity(a.text):
             return "quantity: 0 numbers in the answer to a how-many question"
@@ -154,6 +159,6 @@ class Refuser:
 
 
 _AFTER_RULES: tuple[Callable[[Refuser, Answered, Intent], str], ...] = (
-    Refuser._model_not_found, Refuser._invented_numbers, Refuser._quantity, Refuser._answer_type,
+    Refuser._model_not_found, Refuser._invented_numbers, Refuser._miscounted, Refuser._quantity, Refuser._answer_type,
     Refuser._grounding, Refuser._role,
 )

@@ -41,6 +41,9 @@ ROLES = frozenset({"system", "user", "assistant"})
 _FOLLOW_UP = re.compile(r"^(?:那|还有|另外|此外|它|其|这|该|此|他|她|上述|前者|后者|同一)|呢[？?]?$|"
                         r"(?:这|那)(?:个|些|项|一)|上一|刚才|前面|第[一二三四五六七八九十\d]+(?:项|个|条|点|位)")
 _FOLLOW_UP_CHARS = 8
+# A follow-up that points at the previous answer itself (它的第二项, 这个数字) is looked up with that answer:
+# the item or figure it points at is what the sought sentence is about.
+_POINTS_AT_ANSWER = re.compile(r"^(?:它|其(?!他))|(?:这|那)(?:个|些|项|一)|第[一二三四五六七八九十\d]+(?:项|个|条|点|位)")
 # Where an answer may be cut: after a clause's punctuation, but not after a comma inside a number (5,000),
 # nor after a colon (what it announces is the answer).
 _CLAUSE_END = re.compile(r"[，。；！？、;!?\n]|(?<!\d),")
@@ -317,15 +320,17 @@ class RagService:
 
     def _question(self, messages: Sequence[dict[str, str]]) -> tuple[str, str, str]:
         """The question, the retrieval query and what the model is asked: a follow-up is resolved against
-        the previous turn (its question, and its answer unless that was a refusal)."""
+        the previous turn (its question, and its answer unless that was a refusal; the query holds that
+        answer too when the follow-up points at it)."""
         validate_messages(messages, self.settings.max_question_chars)
         question = messages[-1]["content"].strip()
         query, asked, current = question, question, question
         for earlier, said in reversed(_turns(messages[:-1])):
             if not is_follow_up(current):
                 break
-            query = f"{earlier} {query}"
             refused = to_simplified(said) == to_simplified(self.templates.refusal)
+            pointed = said if said and not refused and _POINTS_AT_ANSWER.search(to_simplified(current)) else ""
+            query = " ".join(p for p in (earlier, pointed, query) if p)
             asked = f"{earlier}（上次回答：{said[:_SAID_CHARS]}）{asked}" if said and not refused else \
                 f"{earlier} {asked}"
             current = earlier
@@ -357,7 +362,7 @@ def clause_prefix(text: str) -> str:
 
 def is_follow_up(question: str) -> bool:
     """True when the question leans on the previous turn (那初中呢？, 它的第二项是什么, 这个数字是哪一年的)."""
-    return bool(_FOLLOW_UP.search(question)) or len(question) <= _FOLLOW_UP_CHARS
+    return bool(_FOLLOW_UP.search(to_simplified(question))) or len(question) <= _FOLLOW_UP_CHARS
 
 
 def _turns(messages: Sequence[dict[str, str]]) -> list[tuple[str, str]]:

@@ -56,6 +56,7 @@ def test_structured_messages_are_not_questions(text: str, structured: bool) -> N
 @pytest.mark.parametrize(("answer", "question", "reason"), [
     ("资料中没有找到答案。", "校长是谁？", "model_not_found: the model said the passages hold no answer"),
     ("共有38所。", "共有几所学校？", "invented_numbers: ['38'] not in the evidence"),
+    ("在19日召开，共2所。", "会议几号召开？", "miscounted: ['2所'] count something else in the evidence"),
     ("有很多所。", "共有几所学校？", "quantity: 0 numbers in the answer to a how-many question"),
     ("高凯。", "辽源市教育局局长是谁？", ""),
     ("郎冬岩。", "大会由谁主持？", ""),

@@ -413,8 +413,11 @@ def test_how_many_answered_without_a_number_is_refused(sample_index: tuple[Setti
     ("阳山县所在的北部生态发展区一共有多少个县（市区）？", "37个。", ""),
     ("东莞2023年要打造多少个课后服务示范项目？", "100个。", ""),
     # 37 stands in the evidence, but in a sentence about the ranking, not about left-behind children.
-    ("阳山县北部生态发展区有多少名留守儿童和孤儿？", "37名。",
+    ("阳山县北部生态发展区有多少名留守儿童和孤儿？", "37个。",
      "subject 0.41 < 0.5 (the cited sentences miss 留守、儿童、孤儿)"),
+    # …and it counts counties there (37个县), not people.
+    ("阳山县北部生态发展区有多少名留守儿童和孤儿？", "37名。",
+     "miscounted: ['37名'] count something else in the evidence"),
 ])
 def test_a_figure_must_come_from_a_sentence_about_what_was_asked(
         sample_index: tuple[Settings, Index], question: str, reply: str, reason: str) -> None:
@@ -480,6 +483,17 @@ def test_follow_ups_are_resolved_against_the_previous_turn(service: RagService, 
     service.answer(history)
     asked = generator.calls[-1][1]["content"].rstrip()
     assert asked.endswith(f"问题：东莞2023年计划新增多少个公办园学位？（上次回答：7500个。）{follow_up}")
+
+
+@pytest.mark.parametrize(("follow_up", "points"), [
+    ("它的第二项是什么？", True), ("這個數字是哪一年的？", True), ("那初中呢？", False), ("那小學呢？", False)])
+def test_a_follow_up_pointing_at_the_answer_looks_it_up(service: RagService, follow_up: str, points: bool) -> None:
+    """它的第二项 / 這個數字 name something of the previous answer: retrieval looks for that answer's words.
+    Traditional follow-ups are recognised too (they were sent alone before)."""
+    question = "东莞2023年计划新增多少个公办园学位？"
+    history = [user(question), {"role": "assistant", "content": "7500个。"}, user(follow_up)]
+    said = "7500个。 " if points else ""
+    assert service._question(history)[1] == f"{question} {said}{follow_up}"
 
 
 def test_a_refused_previous_answer_is_not_quoted(service: RagService, generator: RecordingGenerator) -> None:
