@@ -43,7 +43,8 @@ _FOLLOW_UP = re.compile(r"^(?:那|还有|另外|此外|它|其|这|该|此|他|�
 _FOLLOW_UP_CHARS = 8
 # A follow-up that points at the previous answer itself (它的第二项, 这个数字) is looked up with that answer:
 # the item or figure it points at is what the sought sentence is about.
-_POINTS_AT_ANSWER = re.compile(r"^(?:它|其(?!他))|(?:这|那)(?:个|些|项|一)|第[一二三四五六七八九十\d]+(?:项|个|条|点|位)")
+_POINTS_AT_ANSWER = re.compile(r"^(?:它|其(?!他))|(?:这|那)(?:个|些|项|一)|"
+                               r"第[一二三四五六七八九十\d]+(?:项|个|条|点|位)")
 # Where an answer may be cut: after a clause's punctuation, but not after a comma inside a number (5,000),
 # nor after a colon (what it announces is the answer).
 _CLAUSE_END = re.compile(r"[，。；！？、;!?\n]|(?<!\d),")
