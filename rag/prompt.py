@@ -5,8 +5,9 @@ relevant sentences are sent, and the system prompt stays fixed so its evaluated 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from itertools import takewhile
 from pathlib import Path
 
 import numpy as np
@@ -159,33 +160,52 @@ def enumerates(sentence: Sentence, count: int) -> bool:
 def enumerating(ranked: Sequence[Sentence], count: int) -> Sentence | None:
     """Among the best few ranked sentences, the first that lists the items itself; with the number of items
     unknown, only the best sentence (any long sentence lists something)."""
-    if not ranked:
-        return None
-    near = [s for s in ranked[:LIST_ANCHOR_CANDIDATES if count else 1]
-            if s.score >= LIST_ANCHOR_RELATIVE * ranked[0].score]
-    return next((s for s in near if enumerates(s, count)), None)
+    return next((s for s in _near_top(ranked, LIST_ANCHOR_CANDIDATES if count else 1) if enumerates(s, count)),
+                None)
 
 
-def list_items(index: Index, anchor: Sentence, count: int = 0) -> list[Sentence]:
+def counted_heading(index: Index, ranked: Sequence[Sentence], count: int) -> tuple[Sentence, list[Sentence]]:
+    """Among the best few ranked sentences, the first heading whose section has exactly ``count`` child
+    headings («(六)聚焦“规范”,强化“双减”工作» → 1.规范校内教学 2.… 3.…), with those children; a heading
+    that matches the question and has as many parts as it asks for beats any sentence listing other things."""
+    for s in _near_top(ranked, LIST_ANCHOR_CANDIDATES) if count else ():
+        found = heading(s.text)
+        if found and found[0] != TITLE_LEVEL:
+            # A chunk opening with the heading may already sit in the first child's section: look one up.
+            items = next((_child_headings(sentences, own) for own, sentences in _sections(index, s)
+                          if own == found[1]), [])
+            if len(items) == count:
+                return s, items
+    return ranked[0], []
+
+
+def _near_top(ranked: Sequence[Sentence], n: int) -> list[Sentence]:
+    return [s for s in ranked[:n] if s.score >= LIST_ANCHOR_RELATIVE * ranked[0].score] if ranked else []
+
+
+def list_items(index: Index, anchor: Sentence, count: int = 0, terms: Sequence[str] = ()) -> list[Sentence]:
     """The sentences that hold the items of a list the anchor sentence belongs to or announces: the headings
     of its section's children (``1.…``, ``2.…``), else a run of ordinal sentences (一是…, 二是…) in the
-    section. The anchor's own section is tried first, then its parent; with ``count`` known, the structure
-    with that many items wins."""
+    section, else a parallel run around the anchor (要深入调研抓落实…; 要结果导向抓落实…; with 抓落实 one of
+    the question's ``terms``). The anchor's own section is tried first, then its parent; with ``count``
+    known, the structure with that many items wins."""
+    found = [items for own, sentences in _sections(index, anchor)
+             for items in (_child_headings(sentences, own), _ordinal_run(sentences),
+                           _parallel_run(sentences, anchor, terms)) if len(items) >= 2]
+    exact = [f for f in found if len(f) == count]
+    return (exact or found or [[]])[0]
+
+
+def _sections(index: Index, anchor: Sentence) -> Iterator[tuple[str | None, list[Sentence]]]:
+    """The anchor's section and then its parent: each one's heading and its sentences, in reading order."""
     chunks = index.chunks_of(anchor.doc_id)
     mine = next((c for c in chunks if c.start <= anchor.start < c.end), None)
     if mine is None:
-        return []
-    found: list[list[Sentence]] = []
+        return
     for depth in range(len(mine.section), max(len(mine.section) - 2, -1), -1):
         path = mine.section[:depth]
         region = [c.chunk_id for c in chunks if c.section[:depth] == path]
-        sentences = evidence_only([s for group in index.sentences(region) for s in group])
-        own = path[-1] if path else None
-        for items in (_child_headings(sentences, own), _ordinal_run(sentences)):
-            if len(items) >= 2:
-                found.append(items)
-    exact = [f for f in found if len(f) == count]
-    return (exact or found or [[]])[0]
+        yield (path[-1] if path else None), evidence_only([s for group in index.sentences(region) for s in group])
 
 
 def _child_headings(sentences: Sequence[Sentence], own: str | None) -> list[Sentence]:
@@ -203,6 +223,19 @@ def _child_headings(sentences: Sequence[Sentence], own: str | None) -> list[Sent
 def _ordinal_run(sentences: Sequence[Sentence]) -> list[Sentence]:
     """The sentences that open with an ordinal (一是…, 其次…)."""
     return [s for s in sentences if _ORDINAL.match(s.simplified)]
+
+
+def _parallel_run(sentences: Sequence[Sentence], anchor: Sentence, terms: Sequence[str]) -> list[Sentence]:
+    """The longest run of consecutive sentences next to the anchor (not counting it) that all hold one of
+    the question's terms and open with the same character: clauses written in parallel, one item each."""
+    at = next((i for i, s in enumerate(sentences) if (s.doc_id, s.start) == (anchor.doc_id, anchor.start)), None)
+    best: list[Sentence] = []
+    for term in terms if at is not None else ():
+        before = list(takewhile(lambda s: term in s.simplified, reversed(sentences[:at])))[::-1]
+        run = [*before, *takewhile(lambda s: term in s.simplified, sentences[at + 1:])]
+        if len(run) > len(best) and len({s.simplified[:1] for s in run}) == 1:
+            best = run
+    return best if len(best) >= 2 else []
 
 
 def select_list(ranked: Sequence[Sentence], items: Sequence[Sentence], budget_chars: int,

@@ -4,6 +4,7 @@ the sentence-vector cache. Each pins one decision of the prompt stage, so changi
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from rag.index import Index
 from rag.normalize import to_simplified
 from rag.prompt import (
     candidate_sentences,
+    counted_heading,
     enumerates,
     list_items,
     overlap,
@@ -118,6 +120,29 @@ def test_list_items_fall_back_to_an_ordinal_run(index: Index) -> None:
     items = list_items(index, anchor)
     assert len(items) >= 3
     assert [s.text[:2] for s in items[:3]] == ["一是", "二是", "三是"]
+
+
+def test_a_heading_with_as_many_parts_as_asked_holds_the_list(index: Index) -> None:
+    """q134's heading «(六)聚焦“规范”,强化“双减”工作» has three numbered parts; a sentence ranked above it that
+    lists other things (督查反馈8个方面16项共性问题、3项个性问题) must not win when three are asked for."""
+    doc = "003_727ffb95bee0db86.txt"
+    sentences = doc_sentences(index, doc)
+    head = next(s for s in sentences if s.text.startswith("(六)聚焦“规范”"))
+    other = next(s for s in sentences if "3项个性问题" in s.text)
+    ranked = [replace(other, score=1.0), replace(head, score=0.9)]
+    anchor, items = counted_heading(index, ranked, 3)
+    assert anchor.text == head.text
+    assert [s.text for s in items] == ["1.规范校内教学。", "2.规范校外服务。", "3.规范家庭教育。"]
+    assert counted_heading(index, ranked, 4) == (ranked[0], [])
+    assert counted_heading(index, ranked, 0) == (ranked[0], [])
+
+
+def test_list_items_find_clauses_written_in_parallel(index: Index) -> None:
+    """Doc 004 names the four ways of 抓落实 in four clauses after the sentence that announces them."""
+    anchor = next(s for s in doc_sentences(index, DOC_004) if s.text.endswith("确定为“抓落实”年。"))
+    items = list_items(index, anchor, 0, ["抓落实"])
+    assert [s.text[:7] for s in items] == ["要深入调研抓落", "要结果导向抓落", "要转变作风抓落", "要创新思维抓落"]
+    assert all("抓落实" not in s.text for s in list_items(index, anchor, 0, ["风险点"]))
 
 
 def test_select_list_puts_the_anchor_then_every_item_within_the_budget() -> None:
