@@ -15,6 +15,7 @@ from rag.types import Citation, Sentence
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _MAX_LIST_CITATIONS = 10
 _JOINERS = frozenset("是的了")
+_HAN = re.compile(r"[\u3400-\u9fffA-Za-z]")
 _CN_DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九")} | {"两": 2, "〇": 0}
 _CN_NUMBER = re.compile(r"[零〇一二两三四五六七八九十百千]+")
 _QUANTITY_QUESTION = re.compile(r"多少|几[个名所项位次年月日天人家条种类岁倍处批届期]")
@@ -92,17 +93,26 @@ def miscounted(answer: str, evidence: Sequence[Sentence], question: str = "") ->
 
 
 def grounding(answer: str, question: str, evidence: Sequence[Sentence], context: str = "") -> float:
-    """Share of the answer's own terms (those the question did not bring) found in the evidence.
+    """Share of the answer's own words (those the question did not bring) found in the evidence.
 
-    A small model sometimes fills a gap with a plausible name or figure; those terms are nowhere in the
-    evidence, so a low share means the answer is not grounded.
+    A small model sometimes fills a gap with a plausible name or figure; those words are nowhere in the
+    evidence, so a low share means the answer is not grounded. Words, not bigrams: a bigram across two
+    words (三年行动|计划 → 动计) is in no text and would count against a grounded answer.
     """
-    terms = own_words(answer, question)
-    if not terms:
+    asked = to_simplified(question)
+    words = [w for w in dict.fromkeys(_words(to_simplified(answer))) if w not in asked]
+    if not words:
         return 1.0
     text = "\n".join([to_simplified(context), *(s.simplified for s in evidence)])
     written = numbers(text)  # 第3 is grounded by 第三
-    return sum(t in text or t in written for t in terms) / len(terms)
+    return sum(w in text or w in written for w in words) / len(words)
+
+
+def _words(text_simplified: str) -> list[str]:
+    """The words of a text (jieba) that can carry content: two characters or more, or a number."""
+    import jieba  # heavy dictionary: load on first use
+
+    return [w for w in jieba.lcut(text_simplified) if _NUMBER.fullmatch(w) or (len(w) >= 2 and _HAN.search(w))]
 
 
 def own_terms(answer_simplified: str, question_simplified: str) -> list[str]:

@@ -231,8 +231,8 @@ def _parallel_run(sentences: Sequence[Sentence], anchor: Sentence, terms: Sequen
     at = next((i for i, s in enumerate(sentences) if (s.doc_id, s.start) == (anchor.doc_id, anchor.start)), None)
     best: list[Sentence] = []
     for term in terms if at is not None else ():
-        before = list(takewhile(lambda s: term in s.simplified, reversed(sentences[:at])))[::-1]
-        run = [*before, *takewhile(lambda s: term in s.simplified, sentences[at + 1:])]
+        holds = lambda s, term=term: term in s.simplified  # noqa: E731
+        run = [*list(takewhile(holds, reversed(sentences[:at])))[::-1], *takewhile(holds, sentences[at + 1:])]
         if len(run) > len(best) and len({s.simplified[:1] for s in run}) == 1:
             best = run
     return best if len(best) >= 2 else []
@@ -240,11 +240,12 @@ def _parallel_run(sentences: Sequence[Sentence], anchor: Sentence, terms: Sequen
 
 def select_list(ranked: Sequence[Sentence], items: Sequence[Sentence], budget_chars: int,
                 max_sentences: int) -> list[Sentence]:
-    """The anchor (best sentence) and the list's item sentences in document order, within the budget;
-    the other ranked sentences fill what is left."""
+    """The anchor (best sentence) and the list's item sentences in document order, within the budget. Other
+    sentences fill the budget only when no structure was found: next to the items they only distract (the
+    model lists a neighbouring sentence's attendees as the items)."""
     chosen: list[Sentence] = []
     used = 0
-    for s in [*ranked[:1], *items, *ranked[1:]]:
+    for s in [*ranked[:1], *items] if items else ranked:
         if len(chosen) >= max_sentences or any(c.start == s.start and c.doc_id == s.doc_id for c in chosen):
             continue
         if chosen and used + len(s.text) > budget_chars:

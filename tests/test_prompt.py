@@ -149,8 +149,10 @@ def test_select_list_puts_the_anchor_then_every_item_within_the_budget() -> None
     ranked = [sentence("重点做好以下工作。", 1.0), sentence("别的。", 0.9, start=100)]
     items = [sentence(f"{n}是工作{n}。", 0.0, start=10 + i * 10) for i, n in enumerate("一二三")]
     chosen = select_list(ranked, items, 40, 10)
-    assert [s.text for s in chosen] == ["重点做好以下工作。", "一是工作一。", "二是工作二。", "三是工作三。", "别的。"]
-    assert [s.text for s in select_list(ranked, items, 20, 10)] == ["重点做好以下工作。", "一是工作一。", "别的。"]
+    assert [s.text for s in chosen] == ["重点做好以下工作。", "一是工作一。", "二是工作二。", "三是工作三。"]
+    assert [s.text for s in select_list(ranked, items, 20, 10)] == ["重点做好以下工作。", "一是工作一。"]
+    # With no structure found, the best sentences fill the budget.
+    assert [s.text for s in select_list(ranked, [], 40, 10)] == ["重点做好以下工作。", "别的。"]
 
 
 # --- the service's prompt stage -----------------------------------------------------------------------------
