@@ -228,9 +228,11 @@ def _ordinal_run(sentences: Sequence[Sentence]) -> list[Sentence]:
 def _parallel_run(sentences: Sequence[Sentence], anchor: Sentence, terms: Sequence[str]) -> list[Sentence]:
     """The longest run of consecutive sentences next to the anchor (not counting it) that all hold one of
     the question's terms and open with the same character: clauses written in parallel, one item each."""
-    at = next((i for i, s in enumerate(sentences) if (s.doc_id, s.start) == (anchor.doc_id, anchor.start)), None)
+    at = next((i for i, s in enumerate(sentences) if (s.doc_id, s.start) == (anchor.doc_id, anchor.start)), -1)
+    if at < 0:
+        return []
     best: list[Sentence] = []
-    for term in terms if at is not None else ():
+    for term in terms:
         holds = lambda s, term=term: term in s.simplified  # noqa: E731
         run = [*list(takewhile(holds, reversed(sentences[:at])))[::-1], *takewhile(holds, sentences[at + 1:])]
         if len(run) > len(best) and len({s.simplified[:1] for s in run}) == 1:

@@ -30,9 +30,12 @@ from rag.types import Answer, Citation
 
 
 # --- schemas -----------------------------------------------------------------------------------------
+_ROLE_NAMES: list[Any] = sorted(ROLES)  # JSON schema values
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    role: str = Field(..., json_schema_extra={"enum": sorted(ROLES)})  # checked (naming the value) by the service
+    role: str = Field(..., json_schema_extra={"enum": _ROLE_NAMES})  # checked (naming the value) by the service
     content: str | list[dict[str, Any]] = ""
 
     def text(self) -> str:
