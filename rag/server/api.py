@@ -28,7 +28,6 @@ from rag.jobs import Job, JobQueue
 from rag.service import ROLES, RagService
 from rag.types import Answer, Citation
 
-
 # --- schemas -----------------------------------------------------------------------------------------
 _ROLE_NAMES: list[Any] = sorted(ROLES)  # JSON schema values
 
