@@ -164,6 +164,23 @@ def enumerating(ranked: Sequence[Sentence], count: int) -> Sentence | None:
                 None)
 
 
+_CLAUSE = re.compile(r"[^，,；;：:。！？!?]+")
+
+
+def focus(sentence: Sentence, terms: Sequence[str], weight: Callable[[str], float]) -> Sentence:
+    """The listing sentence as the model is shown it: when two of its clauses each list three items or more
+    («宣传、教育…“六位一体”机制,落实师德师风在资格认定、岗位聘用…等工作中的第一标准»), only the clause
+    whose list the question's ``terms`` (by weight) point at; a 1.5B model otherwise lists the first. Only
+    the shown text narrows: citations still come from the whole sentence. (A list of two may run across a
+    comma — 综高与县伊克塞动物医院,天津市浩迪… — so shorter lists are never cut out.)"""
+    clauses = [m for m in _CLAUSE.finditer(sentence.simplified) if len(_ITEM_SEPARATORS.findall(m.group())) >= 2]
+    scores = [sum(weight(t) for t in terms if t in m.group()) for m in clauses]
+    if len(clauses) < 2 or sorted(scores)[-1] == sorted(scores)[-2]:
+        return sentence
+    best = clauses[scores.index(max(scores))]
+    return replace(sentence, text=sentence.text[best.start():best.end()], simplified=best.group())
+
+
 def counted_heading(index: Index, ranked: Sequence[Sentence], count: int) -> tuple[Sentence, list[Sentence]]:
     """Among the best few ranked sentences, the first heading whose section has exactly ``count`` child
     headings («(六)聚焦“规范”,强化“双减”工作» → 1.规范校内教学 2.… 3.…), with those children; a heading

@@ -297,24 +297,29 @@ class RagService:
             ranked = _promote_roles(ranked, intent.roles)
         title_text = to_simplified("\n".join(titles.values()))
         terms = [w for w, must in question.words if not must and w not in title_text]
-        chosen = self._choose(index, ranked, intent, terms)
-        chat = prompting.render(self.templates, chosen, asked, titles, listing=intent.kind == "list")
+        chosen, shown = self._choose(index, ranked, intent, terms)
+        chat = prompting.render(self.templates, shown, asked, titles, listing=intent.kind == "list")
         return Plan(text, traditional, index, hits, chosen, chat, "", title_text, question, intent)
 
-    def _choose(self, index: Index, ranked: list[Sentence], intent: Intent, terms: Sequence[str]) -> list[Sentence]:
-        """The sentences for the model: the best few, or for a list question the structure holding the items
-        (the question's content ``terms`` find items written in parallel)."""
+    def _choose(self, index: Index, ranked: list[Sentence], intent: Intent,
+                terms: Sequence[str]) -> tuple[list[Sentence], list[Sentence]]:
+        """The sentences for the model, and as it is shown them: the best few, or for a list question the
+        structure holding the items (the question's content ``terms`` find items written in parallel, and
+        the clause of a listing sentence that lists what was asked)."""
         s = self.settings
         if intent.kind != "list" or not ranked:
-            return prompting.select(ranked, s.context_max_chars, s.context_sentences)
+            chosen = prompting.select(ranked, s.context_max_chars, s.context_sentences)
+            return chosen, chosen
         anchor, items = prompting.counted_heading(index, ranked, intent.count)
         if not items and (listing := prompting.enumerating(ranked, intent.count)):  # one sentence holds them
             rest = [r for r in ranked if r is not listing]
-            return prompting.select([replace(listing, score=ranked[0].score), *rest], s.context_max_chars,
-                                    s.context_sentences)
+            chosen = prompting.select([replace(listing, score=ranked[0].score), *rest], s.context_max_chars,
+                                      s.context_sentences)
+            return chosen, [prompting.focus(c, terms, index.word_weight) if c is chosen[0] else c for c in chosen]
         items = items or prompting.list_items(index, anchor, intent.count, terms)
-        ranked = [anchor, *(r for r in ranked if r is not anchor)]
-        return prompting.select_list(ranked, items, s.list_max_chars, s.list_sentences)
+        chosen = prompting.select_list([anchor, *(r for r in ranked if r is not anchor)], items,
+                                       s.list_max_chars, s.list_sentences)
+        return chosen, chosen
 
     def _refusal(self, traditional: bool, reason: str, timings: dict[str, float], started: float) -> Answer:
         log.info("refused: %s", reason)

@@ -19,6 +19,7 @@ from rag.prompt import (
     candidate_sentences,
     counted_heading,
     enumerates,
+    focus,
     list_items,
     overlap,
     rank_sentences,
@@ -120,6 +121,21 @@ def test_list_items_fall_back_to_an_ordinal_run(index: Index) -> None:
     items = list_items(index, anchor)
     assert len(items) >= 3
     assert [s.text[:2] for s in items[:3]] == ["一是", "二是", "三是"]
+
+
+def test_a_sentence_listing_two_things_is_shown_as_the_clause_asked_about() -> None:
+    """q093: the sentence lists the six parts of a mechanism, then the four kinds of work; asked for the
+    work, the model is shown that clause (the first list is what a 1.5B model otherwise answers with)."""
+    text = ("建立完善宣傳、教育、考核、監督、激勵、懲處“六位一體”師德師風建設長效機制,"
+            "落實師德師風在資格認定、崗位聘用、年度考核、表彰獎勵等工作中的第一標準,切實將師德師風建設貫穿于全過程。")
+    listing = sentence(text, 1.0)
+    shown = focus(listing, ["师德师风", "工作", "第一", "标准"], lambda w: 1.0)
+    assert shown.text == "落實師德師風在資格認定、崗位聘用、年度考核、表彰獎勵等工作中的第一標準"
+    assert (shown.start, shown.end) == (listing.start, listing.end)  # cited as the whole sentence
+    assert focus(listing, ["六位一体", "机制"], lambda w: 1.0).text.startswith("建立完善宣傳")
+    assert focus(listing, ["师德师风"], lambda w: 1.0) == listing  # no clause is pointed at more
+    two = sentence("综高与县伊克塞动物医院,天津市浩迪橡塑科技有限公司签订协议。", 1.0)
+    assert focus(two, ["医院"], lambda w: 1.0) == two  # a list of two may run across the comma
 
 
 def test_a_heading_with_as_many_parts_as_asked_holds_the_list(index: Index) -> None:
