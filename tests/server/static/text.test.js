@@ -28,6 +28,10 @@ test("refusal reasons in plain Chinese, naming what is missing", () => {
     "问题问的是数量，但回答里没有数字。");
   assert.equal(refusalReason("answer_type: 0 person names from the evidence in the answer to a who-question"),
     "问题问的是谁，但回答里没有文档中出现的人名。");
+  assert.equal(refusalReason("miscounted: ['47分'] count something else in the evidence"),
+    "回答中的“47分”在文档里数的是别的东西，为避免答非所问，不作回答。");
+  assert.equal(refusalReason("subject 0.41 < 0.5 (the cited sentences miss 留守、儿童)"),
+    "回答中的数字出自与问题所问无关的句子。");
   assert.equal(refusalReason("grounding 0.31 < 0.5"), "回答的内容在文档里找不到依据。");
   assert.equal(refusalReason("role: 张三 not named as 局长 in the evidence"), "文档里没有写明张三是局长。");
   assert.equal(refusalReason(""), "已收录的文档中没有足够的依据回答这个问题。");
