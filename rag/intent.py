@@ -29,6 +29,8 @@ _NAME = re.compile(r"叫什么|什么名字|名称是什么|什么称号")
 _ROLE_BEFORE = re.compile(r"([\u4e00-\u9fff]+?)(?:分别|又|都)?是谁")
 _ROLE_AFTER = re.compile(r"谁(?:来|在)?([\u4e00-\u9fff]{2})")
 _ROLE_SPLIT = re.compile(r"[、和与及,，]")
+_ASKS_FIGURE = re.compile(r"多少|几")
+_EACH = re.compile(r"各|分别")
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,12 @@ def intent_of(question_simplified: str) -> Intent:
         if pattern.search(q):
             return Intent(kind, quantity)
     return Intent("quantity" if quantity else "other", quantity)
+
+
+def one_figure(question_simplified: str) -> bool:
+    """True when the question asks for one figure: one 多少/几, and no 各/分别 (一本和二本各有多少人)."""
+    q = question_simplified
+    return asks_quantity(q) and len(_ASKS_FIGURE.findall(q)) == 1 and not _EACH.search(q)
 
 
 def _roles(q: str) -> tuple[str, ...]:

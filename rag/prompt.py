@@ -167,13 +167,20 @@ def enumerating(ranked: Sequence[Sentence], count: int) -> Sentence | None:
 _CLAUSE = re.compile(r"[^，,；;：:。！？!?]+")
 
 
-def focus(sentence: Sentence, terms: Sequence[str], weight: Callable[[str], float]) -> Sentence:
-    """The listing sentence as the model is shown it: when two of its clauses each list three items or more
-    («宣传、教育…“六位一体”机制,落实师德师风在资格认定、岗位聘用…等工作中的第一标准»), only the clause
-    whose list the question's ``terms`` (by weight) point at; a 1.5B model otherwise lists the first. Only
-    the shown text narrows: citations still come from the whole sentence. (A list of two may run across a
-    comma — 综高与县伊克塞动物医院,天津市浩迪… — so shorter lists are never cut out.)"""
-    clauses = [m for m in _CLAUSE.finditer(sentence.simplified) if len(_ITEM_SEPARATORS.findall(m.group())) >= 2]
+def lists_items(clause: str) -> bool:
+    """Three items or more joined by 、/和/；… (a list of two may run across a comma: 综高与县伊克塞动物医院,
+    天津市浩迪…, so shorter ones are never cut out of their sentence)."""
+    return len(_ITEM_SEPARATORS.findall(clause)) >= 2
+
+
+def focus(sentence: Sentence, terms: Sequence[str], weight: Callable[[str], float],
+          holds: Callable[[str], bool]) -> Sentence:
+    """The sentence as the model is shown it: when two of its clauses each hold what was asked for (``holds``:
+    a list, a figure), only the clause the question's ``terms`` (by weight) point at. A 1.5B model otherwise
+    answers with the first: the six parts of a mechanism for «哪些工作中的第一标准», 304场次教育实践活动 for
+    «多少场次…主题活动» when the sentence says 109场次…主题活动 first. Only the shown text narrows: citations
+    still come from the whole sentence."""
+    clauses = [m for m in _CLAUSE.finditer(sentence.simplified) if holds(m.group())]
     scores = [sum(weight(t) for t in terms if t in m.group()) for m in clauses]
     if len(clauses) < 2 or sorted(scores)[-1] == sorted(scores)[-2]:
         return sentence

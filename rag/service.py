@@ -24,7 +24,7 @@ from rag.formats import page_span
 from rag.generate import Completion, GenerationSlots, Generator, build_generator
 from rag.index import DocRecord, Index
 from rag.ingest import open_index
-from rag.intent import Intent, intent_of
+from rag.intent import Intent, intent_of, one_figure
 from rag.normalize import is_traditional, to_simplified, to_traditional
 from rag.question import Question, analyse
 from rag.refuse import Answered, Refuser
@@ -297,25 +297,27 @@ class RagService:
             ranked = _promote_roles(ranked, intent.roles)
         title_text = to_simplified("\n".join(titles.values()))
         terms = [w for w, must in question.words if not must and w not in title_text]
-        chosen, shown = self._choose(index, ranked, intent, terms)
+        chosen, shown = self._choose(index, ranked, intent, terms, one_figure(to_simplified(text)))
         chat = prompting.render(self.templates, shown, asked, titles, listing=intent.kind == "list")
         return Plan(text, traditional, index, hits, chosen, chat, "", title_text, question, intent)
 
-    def _choose(self, index: Index, ranked: list[Sentence], intent: Intent,
-                terms: Sequence[str]) -> tuple[list[Sentence], list[Sentence]]:
+    def _choose(self, index: Index, ranked: list[Sentence], intent: Intent, terms: Sequence[str],
+                one_figure: bool) -> tuple[list[Sentence], list[Sentence]]:
         """The sentences for the model, and as it is shown them: the best few, or for a list question the
-        structure holding the items (the question's content ``terms`` find items written in parallel, and
-        the clause of a listing sentence that lists what was asked)."""
+        structure holding the items. The question's content ``terms`` find items written in parallel, and
+        the clause of the best sentence that holds the asked list or (``one_figure`` asked) figure."""
         s = self.settings
         if intent.kind != "list" or not ranked:
             chosen = prompting.select(ranked, s.context_max_chars, s.context_sentences)
-            return chosen, chosen
+            if not (chosen and one_figure):
+                return chosen, chosen
+            return chosen, [prompting.focus(chosen[0], terms, index.word_weight, citing.has_quantity), *chosen[1:]]
         anchor, items = prompting.counted_heading(index, ranked, intent.count)
         if not items and (listing := prompting.enumerating(ranked, intent.count)):  # one sentence holds them
             rest = [r for r in ranked if r is not listing]
             chosen = prompting.select([replace(listing, score=ranked[0].score), *rest], s.context_max_chars,
                                       s.context_sentences)
-            return chosen, [prompting.focus(c, terms, index.word_weight) if c is chosen[0] else c for c in chosen]
+            return chosen, [prompting.focus(chosen[0], terms, index.word_weight, prompting.lists_items), *chosen[1:]]
         items = items or prompting.list_items(index, anchor, intent.count, terms)
         chosen = prompting.select_list([anchor, *(r for r in ranked if r is not anchor)], items,
                                        s.list_max_chars, s.list_sentences)

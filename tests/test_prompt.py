@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from rag import prompt as prompting
+from rag.cite import has_quantity
 from rag.embed import FakeEmbedder
 from rag.generate import FakeGenerator
 from rag.index import Index
@@ -21,6 +22,7 @@ from rag.prompt import (
     enumerates,
     focus,
     list_items,
+    lists_items,
     overlap,
     rank_sentences,
     render,
@@ -129,13 +131,21 @@ def test_a_sentence_listing_two_things_is_shown_as_the_clause_asked_about() -> N
     text = ("建立完善宣傳、教育、考核、監督、激勵、懲處“六位一體”師德師風建設長效機制,"
             "落實師德師風在資格認定、崗位聘用、年度考核、表彰獎勵等工作中的第一標準,切實將師德師風建設貫穿于全過程。")
     listing = sentence(text, 1.0)
-    shown = focus(listing, ["师德师风", "工作", "第一", "标准"], lambda w: 1.0)
+    shown = focus(listing, ["师德师风", "工作", "第一", "标准"], lambda w: 1.0, lists_items)
     assert shown.text == "落實師德師風在資格認定、崗位聘用、年度考核、表彰獎勵等工作中的第一標準"
     assert (shown.start, shown.end) == (listing.start, listing.end)  # cited as the whole sentence
-    assert focus(listing, ["六位一体", "机制"], lambda w: 1.0).text.startswith("建立完善宣傳")
-    assert focus(listing, ["师德师风"], lambda w: 1.0) == listing  # no clause is pointed at more
+    assert focus(listing, ["六位一体", "机制"], lambda w: 1.0, lists_items).text.startswith("建立完善宣傳")
+    assert focus(listing, ["师德师风"], lambda w: 1.0, lists_items) == listing  # no clause is pointed at more
     two = sentence("综高与县伊克塞动物医院,天津市浩迪橡塑科技有限公司签订协议。", 1.0)
-    assert focus(two, ["医院"], lambda w: 1.0) == two  # a list of two may run across the comma
+    assert focus(two, ["医院"], lambda w: 1.0, lists_items) == two  # a list of two may run across the comma
+
+
+def test_a_sentence_with_two_figures_is_shown_as_the_clause_asked_about() -> None:
+    """q146: 109场次 counts the 主题活动 asked about, 304场次 the 教育实践活动 after it."""
+    text = "制定下发任务清单并组织开展109场次铸牢中华民族共同体意识主题活动,304场次教育实践活动,营造良好氛围。"
+    shown = focus(sentence(text, 1.0), ["开展", "铸牢", "主题", "活动"], lambda w: 1.0, has_quantity)
+    assert shown.text == "制定下发任务清单并组织开展109场次铸牢中华民族共同体意识主题活动"
+    assert focus(sentence(text, 1.0), ["活动"], lambda w: 1.0, has_quantity).text == text
 
 
 def test_a_heading_with_as_many_parts_as_asked_holds_the_list(index: Index) -> None:
