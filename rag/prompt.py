@@ -182,9 +182,10 @@ def focus(sentence: Sentence, terms: Sequence[str], weight: Callable[[str], floa
     still come from the whole sentence."""
     clauses = [m for m in _CLAUSE.finditer(sentence.simplified) if holds(m.group())]
     scores = [sum(weight(t) for t in terms if t in m.group()) for m in clauses]
-    if len(clauses) < 2 or sorted(scores)[-1] == sorted(scores)[-2]:
+    order = sorted(range(len(clauses)), key=scores.__getitem__, reverse=True)
+    if len(clauses) < 2 or scores[order[0]] == scores[order[1]]:  # no clause is pointed at more than another
         return sentence
-    best = clauses[scores.index(max(scores))]
+    best = clauses[order[0]]
     return replace(sentence, text=sentence.text[best.start():best.end()], simplified=best.group())
 
 

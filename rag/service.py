@@ -38,13 +38,13 @@ log = logging.getLogger(__name__)
 ROLES = frozenset({"system", "user", "assistant"})
 # A follow-up leans on the previous turn: it opens with a pointer back (那, 它, 这个…), ends in 呢, or points
 # at the previous answer (这个数字, 第二项).
-_FOLLOW_UP = re.compile(r"^(?:那|还有|另外|此外|它|其|这|该|此|他|她|上述|前者|后者|同一)|呢[？?]?$|"
-                        r"(?:这|那)(?:个|些|项|一)|上一|刚才|前面|第[一二三四五六七八九十\d]+(?:项|个|条|点|位)")
+_POINTER = r"(?:这|那)(?:个|些|项|一)|第[一二三四五六七八九十\d]+(?:项|个|条|点|位)"  # 这个数字, 第二项
+_FOLLOW_UP = re.compile(rf"^(?:那|还有|另外|此外|它|其|这|该|此|他|她|上述|前者|后者|同一)|呢[？?]?$|"
+                        rf"{_POINTER}|上一|刚才|前面")
 _FOLLOW_UP_CHARS = 8
 # A follow-up that points at the previous answer itself (它的第二项, 这个数字) is looked up with that answer:
 # the item or figure it points at is what the sought sentence is about.
-_POINTS_AT_ANSWER = re.compile(r"^(?:它|其(?!他))|(?:这|那)(?:个|些|项|一)|"
-                               r"第[一二三四五六七八九十\d]+(?:项|个|条|点|位)")
+_POINTS_AT_ANSWER = re.compile(rf"^(?:它|其(?!他))|{_POINTER}")
 # Where an answer may be cut: after a clause's punctuation, but not after a comma inside a number (5,000),
 # nor after a colon (what it announces is the answer).
 _CLAUSE_END = re.compile(r"[，。；！？、;!?\n]|(?<!\d),")
@@ -273,7 +273,8 @@ class RagService:
         """Everything before generation: retrieval, the evidence verdict, the chosen sentences, the prompt."""
         text, query, asked = self._question(messages)
         index = self.index
-        intent = intent_of(to_simplified(text))
+        text_s = to_simplified(text)
+        intent = intent_of(text_s)
         if refusal := self.refuser.before_retrieval(text):
             return Plan(text, is_traditional(text), index, [], [], [], refusal, intent=intent)
         question = analyse(text, self.embedder, query)
@@ -297,7 +298,7 @@ class RagService:
             ranked = _promote_roles(ranked, intent.roles)
         title_text = to_simplified("\n".join(titles.values()))
         terms = [w for w, must in question.words if not must and w not in title_text]
-        chosen, shown = self._choose(index, ranked, intent, terms, one_figure(to_simplified(text)))
+        chosen, shown = self._choose(index, ranked, intent, terms, one_figure(text_s))
         chat = prompting.render(self.templates, shown, asked, titles, listing=intent.kind == "list")
         return Plan(text, traditional, index, hits, chosen, chat, "", title_text, question, intent)
 
