@@ -33,7 +33,8 @@ _ROLE_BEFORE = re.compile(r"([\u4e00-\u9fff]+?)(?:分别|又|都)?是谁")
 _ROLE_AFTER = re.compile(r"谁(?:来|在)?(?![向给对为把被和与跟从])([\u4e00-\u9fff]{2})")
 _ROLE_SPLIT = re.compile(r"[、和与及,，]")
 # 哪几个“点” / 哪几个「更」: the items are the quoted words sharing that part (“关键点”, “需求点”).
-_FAMILY = re.compile(r"[“「『\"]([^”」』\"]{1,2})[”」』\"]")
+# A quoted word of two characters or more (“双减”) names a topic, not a part.
+_FAMILY = re.compile(r"[“「『\"]([^”」』\"])[”」』\"]")
 _ASKS_FIGURE = re.compile(r"多少|几")
 _EACH = re.compile(r"各|分别")
 
