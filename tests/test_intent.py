@@ -30,6 +30,7 @@ from rag.normalize import to_simplified
     ("东莞要持续推进党的二十大精神进入哪些地方？", Intent("list")),
     ("落实十九大精神的三大工程有哪些？", Intent("list", count=3)),
     ("要抓好哪几个“点”？", Intent("list", family="点")),
+    ("推动各项任务实现哪“三化”？", Intent("list", count=3)),
     ("“双减”工作有哪些要求？", Intent("list")),
     ("大会在哪所学校召开？", Intent("school")),
     # 谁向…颁发: a preposition after 谁 opens an object, not a role (dev q229).
