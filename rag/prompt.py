@@ -185,8 +185,21 @@ def focus(sentence: Sentence, terms: Sequence[str], weight: Callable[[str], floa
     order = sorted(range(len(clauses)), key=scores.__getitem__, reverse=True)
     if len(clauses) < 2 or scores[order[0]] == scores[order[1]]:  # no clause is pointed at more than another
         return sentence
-    best = clauses[order[0]]
-    return replace(sentence, text=sentence.text[best.start():best.end()], simplified=best.group())
+    return _shown_clause(sentence, clauses[order[0]])
+
+
+def counted_clause(sentence: Sentence, count: int) -> Sentence:
+    """The sentence as the model is shown it when its only clause that lists anything lists exactly the
+    ``count`` (3 or more) items asked for: that clause alone («推动各项任务成果化、具象化、有形化» for 哪“三化”), which a 1.5B model copies
+    whole; shown the whole sentence, it mixes the items with the words around them (结果导向抓落实、具象化…)."""
+    listing = [m for m in _CLAUSE.finditer(sentence.simplified) if _ITEM_SEPARATORS.search(m.group())]
+    if count < 3 or len(listing) != 1 or len(_ITEM_SEPARATORS.findall(listing[0].group())) + 1 != count:
+        return sentence  # no list, or one that runs across clauses
+    return _shown_clause(sentence, listing[0])
+
+
+def _shown_clause(sentence: Sentence, clause: re.Match[str]) -> Sentence:
+    return replace(sentence, text=sentence.text[clause.start():clause.end()], simplified=clause.group())
 
 
 # The first clause of an item's sentence names the item (要坚持党建引领,推动党建与…融合发展…); shorter

@@ -18,6 +18,7 @@ from rag.index import Index
 from rag.normalize import to_simplified
 from rag.prompt import (
     candidate_sentences,
+    counted_clause,
     counted_heading,
     enumerates,
     focus,
@@ -139,6 +140,16 @@ def test_a_sentence_listing_two_things_is_shown_as_the_clause_asked_about() -> N
     assert focus(listing, ["师德师风"], lambda w: 1.0, lists_items) == listing  # no clause is pointed at more
     two = sentence("综高与县伊克塞动物医院,天津市浩迪橡塑科技有限公司签订协议。", 1.0)
     assert focus(two, ["医院"], lambda w: 1.0, lists_items) == two  # a list of two may run across the comma
+
+
+def test_the_one_clause_listing_as_many_items_as_asked_is_shown_alone() -> None:
+    """哪“三化”: shown the whole sentence, the model mixed the items with the words around them (dev q272)."""
+    listing = sentence("要结果导向抓落实,要以目标为牵引,推动各项任务成果化、具象化、有形化,以实际成果交账;", 1.0)
+    shown = counted_clause(listing, 3)
+    assert shown.text == "推动各项任务成果化、具象化、有形化" and (shown.start, shown.end) == (listing.start, listing.end)
+    assert counted_clause(listing, 4) == listing and counted_clause(listing, 0) == listing
+    two = sentence("学前教育优质普惠、义务教育优质均衡、普通高中优质特色,特殊教育优质融合、职业教育优质突破。", 1.0)
+    assert counted_clause(two, 3) == two  # the list runs across the comma: no clause holds it alone
 
 
 def test_a_sentence_with_two_figures_is_shown_as_the_clause_asked_about() -> None:
