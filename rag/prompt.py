@@ -190,8 +190,9 @@ def focus(sentence: Sentence, terms: Sequence[str], weight: Callable[[str], floa
 
 def counted_clause(sentence: Sentence, count: int) -> Sentence:
     """The sentence as the model is shown it when its only clause that lists anything lists exactly the
-    ``count`` (3 or more) items asked for: that clause alone («推动各项任务成果化、具象化、有形化» for 哪“三化”), which a 1.5B model copies
-    whole; shown the whole sentence, it mixes the items with the words around them (结果导向抓落实、具象化…)."""
+    ``count`` (3 or more) items asked for: that clause alone («推动各项任务成果化、具象化、有形化» for
+    哪“三化”), which a 1.5B model copies whole; shown the whole sentence, it mixes the items with the words
+    around them (结果导向抓落实、具象化…)."""
     listing = [m for m in _CLAUSE.finditer(sentence.simplified) if _ITEM_SEPARATORS.search(m.group())]
     if count < 3 or len(listing) != 1 or len(_ITEM_SEPARATORS.findall(listing[0].group())) + 1 != count:
         return sentence  # no list, or one that runs across clauses
