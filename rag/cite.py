@@ -68,17 +68,16 @@ def unsupported_numbers(answer: str, evidence: Sequence[Sentence], question: str
 _UNIT_GROUPS = ("名人位", "所", "个", "项", "场次", "分", "元", "家", "座", "条", "篇", "本", "岁", "倍", "届",
                 "批", "天", "年", "月", "日", "%％", "亩", "户", "期", "种", "类", "件", "台", "套", "处")
 _UNIT = {u: group for group in _UNIT_GROUPS for u in group}
-# 万/亿 scale the number; the unit comes after them (5.6万个学位 counts 个).
-_FIGURE = re.compile(r"(第?)(\d+(?:\.\d+)?|[零〇一二两三四五六七八九十百千]+)([万亿]?)(.?)")
+_FIGURE = re.compile(r"(第?)(\d+(?:\.\d+)?|[零〇一二两三四五六七八九十百千]+)(.?)")
 
 
 def _figures(text_simplified: str) -> Iterator[tuple[str, str, bool, str]]:
-    """Each number of the text: its value (with its 万/亿), its unit group ("" when no unit follows), whether
-    it is an ordinal (第3), and how it is written."""
+    """Each number of the text: its value, its unit group ("" when no unit follows), whether it is an
+    ordinal (第3), and how it is written."""
     for m in _FIGURE.finditer(text_simplified):
         value = m.group(2) if m.group(2)[0].isdigit() else _cn_to_int(m.group(2))
         if value is not None:
-            yield f"{value}{m.group(3)}", _UNIT.get(m.group(4), ""), bool(m.group(1)), m.group(0)
+            yield str(value), _UNIT.get(m.group(3), ""), bool(m.group(1)), m.group(0)
 
 
 def miscounted(answer: str, evidence: Sequence[Sentence], question: str = "") -> set[str]:
@@ -114,12 +113,6 @@ def _words(text_simplified: str) -> list[str]:
     import jieba  # heavy dictionary: load on first use
 
     return [w for w in jieba.lcut(text_simplified) if _NUMBER.fullmatch(w) or (len(w) >= 2 and _HAN.search(w))]
-
-
-def echoes(answer: str, question: str) -> bool:
-    """True when the answer's words are all the question's: it names nothing the question lacked."""
-    asked = to_simplified(question)
-    return all(w in asked for w in _words(to_simplified(answer)))
 
 
 def own_terms(answer_simplified: str, question_simplified: str) -> list[str]:
@@ -203,26 +196,6 @@ def person_names(answer: str, evidence: Sequence[Sentence]) -> set[str]:
     """Names of people found in the evidence that the answer gives."""
     answer_s = to_simplified(answer)
     return {n for s in evidence for n in names_in(s.simplified) if n in answer_s}
-
-
-# In these documents 谁 is answered by a body as often as by a person (党组织领导的校长负责制, 市教育局领导
-# 班子颁发奖牌).
-_BODIES = ("党组织", "党委", "党支部", "党组", "政府", "班子", "委员会", "部门", "教育局", "督导室", "办公室", "小组",
-           "中心", "学校")
-
-
-def bodies_named(answer: str, evidence: Sequence[Sentence]) -> set[str]:
-    """Bodies (党组织, 领导班子…) the answer names that the evidence names too."""
-    answer_s, text = to_simplified(answer), "\n".join(s.simplified for s in evidence)
-    return {b for b in _BODIES if b in answer_s and b in text}
-
-
-# What a school is called: 第一中学, 县二中, 实验小学, 大湾区大学, 中心幼儿园, 职业技术学院.
-_SCHOOL = re.compile(r"校|中学|小学|大学|学院|园|[一二三四五六七八九十\d][中小]")
-
-
-def names_school(answer: str) -> bool:
-    return bool(_SCHOOL.search(to_simplified(answer)))
 
 
 def holds_role(name: str, role: str, evidence: Sequence[Sentence]) -> bool:

@@ -16,45 +16,37 @@ from rag.cite import asks_quantity
 _NUMERAL = "一二三四五六七八九十两"
 _CN_VALUE = {c: i for i, c in enumerate("零一二三四五六七八九十", 0)} | {"两": 2}
 _COUNTER = "个种所项家名位条类大点级学方面"
-# 哪五个 / 哪6所 / 哪两所 / 哪“三化”: a count after 哪 asks for that many items (哪一天, 哪一年 ask for one thing).
-_COUNTED_WHICH = re.compile(rf"哪[“「]?([{_NUMERAL.replace('一', '')}][{_NUMERAL}]*|\d+)[{_COUNTER}]?")
-# “五学” / 这三所学校 / 六个方面: a number before the noun names how many items the answer holds; a
-# number before 大 that is more than one digit names a congress (党的二十大), not a count (三大工程).
-_COUNTED_NOUN = re.compile(rf"(?<![{_NUMERAL}\d])([{_NUMERAL}]+|\d+)([{_COUNTER}]|位一体)")
+# 哪五个 / 哪6所 / 哪两所: a count after 哪 asks for that many items (哪一天, 哪一年 ask for one thing).
+_COUNTED_WHICH = re.compile(rf"哪([{_NUMERAL.replace('一', '')}][{_NUMERAL}]*|\d+)[{_COUNTER}]?")
+# “五学” / 这三所学校 / 六个方面: a number before the noun names how many items the answer holds.
+_COUNTED_NOUN = re.compile(rf"([{_NUMERAL}]|\d+)(?:[{_COUNTER}]|位一体)")
 _LIST_WORDS = re.compile(r"哪几|哪些|列出|列举|有哪|包括哪|包含哪|分别是什么|分别有")
 _PERSON = re.compile(r"谁")
 _PLACE = re.compile(r"哪个地方|哪里|哪儿|在哪(?![一天年月日])|何地|什么地方|哪个(?:县|市|区|镇|省|乡|村|地区|城市)")
-_SCHOOL = re.compile(r"哪一?所|哪个学校|什么学校")
 _ORG = re.compile(r"哪所|哪家|哪个(?:部门|单位|学校|机构|组织|高校|企业|公司)|哪两家|什么部门|什么单位")
 _NAME = re.compile(r"叫什么|什么名字|名称是什么|什么称号")
 # "…的校长是谁" → 校长; "由谁主持" → 主持.
 _ROLE_BEFORE = re.compile(r"([\u4e00-\u9fff]+?)(?:分别|又|都)?是谁")
-# 谁向获奖单位颁发奖牌: a preposition after 谁 opens an object, not a role.
-_ROLE_AFTER = re.compile(r"谁(?:来|在)?(?![向给对为把被和与跟从])([\u4e00-\u9fff]{2})")
+_ROLE_AFTER = re.compile(r"谁(?:来|在)?([\u4e00-\u9fff]{2})")
 _ROLE_SPLIT = re.compile(r"[、和与及,，]")
-# 哪几个“点” / 哪几个「更」: the items are the quoted words sharing that part (“关键点”, “需求点”).
-# A quoted word of two characters or more (“双减”) names a topic, not a part.
-_FAMILY = re.compile(r"[“「『\"]([^”」』\"])[”」』\"]")
 _ASKS_FIGURE = re.compile(r"多少|几")
 _EACH = re.compile(r"各|分别")
 
 
 @dataclass(frozen=True)
 class Intent:
-    """What the question asks for. ``count`` is the number of items a list question names (0: unknown),
-    ``family`` the quoted part its items share (哪几个“点” → 点); ``roles`` are the roles a who-question asks
-    about (校长, 主持)."""
+    """What the question asks for. ``count`` is the number of items a list question names (0: unknown);
+    ``roles`` are the roles a who-question asks about (校长, 主持)."""
 
-    kind: str = "other"  # list | person | place | school | org | name | quantity | other
+    kind: str = "other"  # list | person | place | org | name | quantity | other
     quantity: bool = False
     count: int = 0
     roles: tuple[str, ...] = ()
-    family: str = ""
 
     @property
     def entity(self) -> bool:
         """The answer is a thing the question lacks (a name, a place, a body): its words are not in it."""
-        return self.kind in ("person", "place", "school", "org", "name")
+        return self.kind in ("person", "place", "org", "name")
 
     @property
     def role(self) -> str:
@@ -78,24 +70,17 @@ def intent_of(question_simplified: str) -> Intent:
     q = question_simplified
     quantity = asks_quantity(q)
     # 哪几个方面 asks for the items, not for how many.
-    family = m.group(1) if (m := _FAMILY.search(q)) else ""
     if counted := _COUNTED_WHICH.search(q):
-        return Intent("list", "多少" in q, numeral(counted.group(1)), family=family)
+        return Intent("list", "多少" in q, numeral(counted.group(1)))
     if _LIST_WORDS.search(q):
-        return Intent("list", "多少" in q, _counted_noun(q), family=family)
+        noun = _COUNTED_NOUN.search(q)
+        return Intent("list", "多少" in q, numeral(noun.group(1)) if noun else 0)
     if _PERSON.search(q):
         return Intent("person", quantity, roles=_roles(q))
-    for kind, pattern in (("school", _SCHOOL), ("place", _PLACE), ("org", _ORG), ("name", _NAME)):
+    for kind, pattern in (("place", _PLACE), ("org", _ORG), ("name", _NAME)):
         if pattern.search(q):
             return Intent(kind, quantity)
     return Intent("quantity" if quantity else "other", quantity)
-
-
-def _counted_noun(q: str) -> int:
-    for m in _COUNTED_NOUN.finditer(q):
-        if not (m.group(2) == "大" and numeral(m.group(1)) >= 10):
-            return numeral(m.group(1))
-    return 0
 
 
 def one_figure(question_simplified: str) -> bool:

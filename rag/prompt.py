@@ -185,36 +185,8 @@ def focus(sentence: Sentence, terms: Sequence[str], weight: Callable[[str], floa
     order = sorted(range(len(clauses)), key=scores.__getitem__, reverse=True)
     if len(clauses) < 2 or scores[order[0]] == scores[order[1]]:  # no clause is pointed at more than another
         return sentence
-    return _shown_clause(sentence, clauses[order[0]])
-
-
-def counted_clause(sentence: Sentence, count: int) -> Sentence:
-    """The sentence as the model is shown it when its only clause that lists anything lists exactly the
-    ``count`` (3 or more) items asked for: that clause alone («推动各项任务成果化、具象化、有形化» for
-    哪“三化”), which a 1.5B model copies whole; shown the whole sentence, it mixes the items with the words
-    around them (结果导向抓落实、具象化…)."""
-    listing = [m for m in _CLAUSE.finditer(sentence.simplified) if _ITEM_SEPARATORS.search(m.group())]
-    if count < 3 or len(listing) != 1 or len(_ITEM_SEPARATORS.findall(listing[0].group())) + 1 != count:
-        return sentence  # no list, or one that runs across clauses
-    return _shown_clause(sentence, listing[0])
-
-
-def _shown_clause(sentence: Sentence, clause: re.Match[str]) -> Sentence:
-    return replace(sentence, text=sentence.text[clause.start():clause.end()], simplified=clause.group())
-
-
-# The first clause of an item's sentence names the item (要坚持党建引领,推动党建与…融合发展…); shorter
-# than this it is only a lead-in (一是,…).
-_HEAD_MIN = 4
-
-
-def head(sentence: Sentence) -> Sentence:
-    """The item sentence as the model is shown it: its first clause. Shown whole, long item sentences are
-    copied whole, and the answer runs out of tokens before the last item."""
-    m = _CLAUSE.match(sentence.simplified)
-    if not m or m.end() < _HEAD_MIN or m.end() == len(sentence.simplified.rstrip("。！？!?")):
-        return sentence
-    return replace(sentence, text=sentence.text[:m.end()], simplified=m.group())
+    best = clauses[order[0]]
+    return replace(sentence, text=sentence.text[best.start():best.end()], simplified=best.group())
 
 
 def counted_heading(index: Index, ranked: Sequence[Sentence], count: int) -> tuple[Sentence, list[Sentence]]:
@@ -236,17 +208,15 @@ def _near_top(ranked: Sequence[Sentence], n: int) -> list[Sentence]:
     return [s for s in ranked[:n] if s.score >= LIST_ANCHOR_RELATIVE * ranked[0].score] if ranked else []
 
 
-def list_items(index: Index, anchor: Sentence, count: int = 0, terms: Sequence[str] = (),
-               family: str = "") -> list[Sentence]:
-    """The sentences that hold the items of a list the anchor sentence belongs to or announces: the
-    sentences quoting a word of the asked ``family`` (“关键点”, “需求点” for 哪几个“点”), else the headings of
-    its section's children (``1.…``, ``2.…``), else a run of ordinal sentences (一是…, 二是…) in the section,
-    else sentences written in parallel (要深入调研抓落实…; 要结果导向抓落实…; with 抓落实 one of the
-    question's ``terms``). The anchor's own section is tried first, then its parent; with ``count`` known,
-    the structure with that many items wins."""
+def list_items(index: Index, anchor: Sentence, count: int = 0, terms: Sequence[str] = ()) -> list[Sentence]:
+    """The sentences that hold the items of a list the anchor sentence belongs to or announces: the headings
+    of its section's children (``1.…``, ``2.…``), else a run of ordinal sentences (一是…, 二是…) in the
+    section, else a parallel run around the anchor (要深入调研抓落实…; 要结果导向抓落实…; with 抓落实 one of
+    the question's ``terms``). The anchor's own section is tried first, then its parent; with ``count``
+    known, the structure with that many items wins."""
     found = [items for own, sentences in _sections(index, anchor)
-             for items in (_quoting(sentences, family), _child_headings(sentences, own), _ordinal_run(sentences),
-                           _parallel(sentences, anchor, terms)) if len(items) >= 2]
+             for items in (_child_headings(sentences, own), _ordinal_run(sentences),
+                           _parallel_run(sentences, anchor, terms)) if len(items) >= 2]
     exact = [f for f in found if len(f) == count]
     return (exact or found or [[]])[0]
 
@@ -280,39 +250,18 @@ def _ordinal_run(sentences: Sequence[Sentence]) -> list[Sentence]:
     return [s for s in sentences if _ORDINAL.match(s.simplified)]
 
 
-_QUOTED = re.compile(r"[“「『\"]([^”」』\"]{1,12})[”」』\"]")
-
-
-def _quoting(sentences: Sequence[Sentence], family: str) -> list[Sentence]:
-    """The sentences quoting a longer word that holds ``family`` (抓牢“关键点”…, 盯紧“需求点”… for 点)."""
-    if not family:
-        return []
-    return [s for s in sentences if any(family in w and w != family for w in _QUOTED.findall(s.simplified))]
-
-
-# A question term this close to a sentence's start opens it (要聚焦…, 坚持…).
-_OPENING = 4
-
-
-def _parallel(sentences: Sequence[Sentence], anchor: Sentence, terms: Sequence[str]) -> list[Sentence]:
-    """Sentences written in parallel, one item each, not counting the anchor: the longer of the longest run
-    of consecutive sentences next to the anchor that all hold one of the question's terms and open with the
-    same character (要深入调研抓落实…; 要结果导向抓落实…), and the sentences of the section that open with
-    the same words up to a term (要聚焦“三个优先”…; 要聚焦内涵发展…; and four sentences later 要聚焦人才强校…)."""
+def _parallel_run(sentences: Sequence[Sentence], anchor: Sentence, terms: Sequence[str]) -> list[Sentence]:
+    """The longest run of consecutive sentences next to the anchor (not counting it) that all hold one of
+    the question's terms and open with the same character: clauses written in parallel, one item each."""
     at = next((i for i, s in enumerate(sentences) if (s.doc_id, s.start) == (anchor.doc_id, anchor.start)), -1)
     if at < 0:
         return []
     best: list[Sentence] = []
-    openings: dict[str, list[Sentence]] = {}
     for term in terms:
         holds = lambda s, term=term: term in s.simplified  # noqa: E731
         run = [*list(takewhile(holds, reversed(sentences[:at])))[::-1], *takewhile(holds, sentences[at + 1:])]
         if len(run) > len(best) and len({s.simplified[:1] for s in run}) == 1:
             best = run
-        for s in [*sentences[:at], *sentences[at + 1:]]:
-            if 0 <= (where := s.simplified.find(term)) <= _OPENING:
-                openings.setdefault(s.simplified[:where + len(term)], []).append(s)
-    best = max([best, *openings.values()], key=len)
     return best if len(best) >= 2 else []
 
 

@@ -318,12 +318,11 @@ class RagService:
             rest = [r for r in ranked if r is not listing]
             chosen = prompting.select([replace(listing, score=ranked[0].score), *rest], s.context_max_chars,
                                       s.context_sentences)
-            shown = prompting.focus(chosen[0], terms, index.word_weight, prompting.lists_items)
-            return chosen, [prompting.counted_clause(shown, intent.count), *chosen[1:]]
-        items = items or prompting.list_items(index, anchor, intent.count, terms, intent.family)
+            return chosen, [prompting.focus(chosen[0], terms, index.word_weight, prompting.lists_items), *chosen[1:]]
+        items = items or prompting.list_items(index, anchor, intent.count, terms)
         chosen = prompting.select_list([anchor, *(r for r in ranked if r is not anchor)], items,
                                        s.list_max_chars, s.list_sentences)
-        return chosen, [*chosen[:1], *(prompting.head(c) if items else c for c in chosen[1:])]
+        return chosen, chosen
 
     def _refusal(self, traditional: bool, reason: str, timings: dict[str, float], started: float) -> Answer:
         log.info("refused: %s", reason)

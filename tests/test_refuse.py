@@ -63,20 +63,9 @@ def test_structured_messages_are_not_questions(text: str, structured: bool) -> N
     # q077: 高凯 is in the evidence, but as the bureau's director, not a school's principal.
     ("高凯。", "辽源市第五中学的校长是谁？", "role: 高凯 not named as 校长 in the evidence"),
     ("系统已被攻破。", "辽源市第五中学的校长是谁？",
-     "answer_type: 0 person names or bodies from the evidence in the answer to a who-question"),
+     "answer_type: 0 person names from the evidence in the answer to a who-question"),
     ("张三。", "辽源市教育局局长是谁？",
-     "answer_type: 0 person names or bodies from the evidence in the answer to a who-question"),
-    # 谁 is answered by a body the evidence names as well as by a person (q229: 市教育局领导班子).
-    ("市教育局党组。", "是谁出席会议并讲话？", ""),
-    ("市政府。", "是谁出席会议并讲话？",
-     "answer_type: 0 person names or bodies from the evidence in the answer to a who-question"),
-    ("在市第五中学召开。", "大会在哪所学校召开？", ""),
-    ("在市教育局会议室召开。", "大会在哪所学校召开？",
-     "answer_type: no school named in the answer to a which-school question"),
-    # q200: naming what the question names answers nothing.
-    ("研学路线", "年内要打造的那条“研学路线”叫什么名字？", "echo: the answer only repeats the question's words"),
-    ("领导干部大会。", "那次领导干部大会叫什么名字？", "echo: the answer only repeats the question's words"),
-    ("2024年辽源市教育系统领导干部大会。", "大会叫什么名字？", ""),
+     "answer_type: 0 person names from the evidence in the answer to a who-question"),
     ("段灿。", "那篇报道的记者是谁？", ""),
     ("会议在北京召开。", "会议在哪里召开？", "grounding 0.00 < 0.5"),
 ])

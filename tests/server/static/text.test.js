@@ -26,11 +26,8 @@ test("refusal reasons in plain Chinese, naming what is missing", () => {
     "回答中的数字在文档里找不到，为避免编造，不作回答。");
   assert.equal(refusalReason("quantity: 0 numbers in the answer to a how-many question"),
     "问题问的是数量，但回答里没有数字。");
-  assert.equal(refusalReason("answer_type: 0 person names or bodies from the evidence in the answer to a who-question"),
-    "问题问的是谁，但回答里没有文档中出现的人名或机构。");
-  assert.equal(refusalReason("answer_type: no school named in the answer to a which-school question"),
-    "问题问的是哪所学校，但回答里没有学校名称。");
-  assert.equal(refusalReason("echo: the answer only repeats the question's words"), "回答只是重复了问题里的词，没有给出答案。");
+  assert.equal(refusalReason("answer_type: 0 person names from the evidence in the answer to a who-question"),
+    "问题问的是谁，但回答里没有文档中出现的人名。");
   assert.equal(refusalReason("miscounted: ['47分'] count something else in the evidence"),
     "回答中的“47分”在文档里数的是别的东西，为避免答非所问，不作回答。");
   assert.equal(refusalReason("subject 0.41 < 0.5 (the cited sentences miss 留守、儿童)"),
