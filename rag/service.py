@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rag import cite as citing
+from rag import listing
 from rag import prompt as prompting
 from rag.config import Settings
 from rag.embed import CachedEmbedder, Embedder, build_embedder
@@ -66,6 +67,14 @@ class Plan:
     titles: str = ""  # the covering documents' titles, Simplified
     analysis: Question | None = None
     intent: Intent = Intent()
+    items: tuple[Sentence, ...] = ()  # a list question's item sentences, when a structure holds them
+
+    @property
+    def evidence(self) -> list[Sentence]:
+        """What an answer may rest on: the chosen sentences, and the list's items the budget left out (a
+        completed list names them)."""
+        shown = {(s.doc_id, s.start) for s in self.chosen}
+        return [*self.chosen, *(s for s in self.items if (s.doc_id, s.start) not in shown)]
 
 
 @dataclass(frozen=True)
@@ -85,11 +94,16 @@ class VerifiedWriter:
     boundary (，。；、…) is checked, and when it passes (and informs) it is released, converted to the
     question's script. A prefix is only ever cut at a boundary: "20" of "2023年" or "一" of "一校一品牌" is
     no answer, and checking it would let a number or name pass half-written. Conversion works on phrases
-    (布局 → 佈局), which never span a boundary, so a converted prefix is a prefix of the converted whole."""
+    (布局 → 佈局), which never span a boundary, so a converted prefix is a prefix of the converted whole.
 
-    def __init__(self, verdict: Callable[[str], Verdict], traditional: bool) -> None:
+    ``complete`` rewrites the whole text before its verdict (a list answer is completed from the source);
+    with it, nothing is sent before the end, since the rewrite may change what came first."""
+
+    def __init__(self, verdict: Callable[[str], Verdict], traditional: bool,
+                 complete: Callable[[str], str] | None = None) -> None:
         self._verdict = verdict
         self._convert = to_traditional if traditional else to_simplified
+        self._complete = complete
         self._raw = ""
         self._checked = ""
         self._passed: tuple[str, Verdict] | None = None
@@ -106,12 +120,15 @@ class VerifiedWriter:
         if verdict.reason or not verdict.informs:
             return ""
         self._passed = (text, verdict)
-        return self._release(self._convert(text))
+        return "" if self._complete else self._release(self._convert(text))
 
     def finish(self, whole: str) -> tuple[Verdict, str]:
         """The verdict on the answer (the whole text, else the longest passing prefix) and the text still to
         send. A refusal comes only when nothing was sent."""
         text = whole.strip()
+        completed = self._complete(text) if text and self._complete else text
+        if completed != text and not (verdict := self._verdict(completed)).reason:
+            return verdict, self._release(self._convert(completed))
         verdict = self._verdict(text) if text else Verdict(_NOTHING_WRITTEN)
         if verdict.reason and self._passed is not None:
             text, passed = self._passed
@@ -224,7 +241,8 @@ class RagService:
         if plan.refusal:
             yield self._refusal(plan.traditional, plan.refusal, timings, started)
             return
-        writer = VerifiedWriter(lambda text: self._verdict(text, plan), plan.traditional)
+        writer = VerifiedWriter(lambda text: self._verdict(text, plan), plan.traditional,
+                                self._completer(plan) if plan.intent.kind == "list" else None)
         completion: Completion | None = None
         with self.generation_lock:
             for item in self.generator.stream(plan.chat, max_tokens or self.settings.max_tokens,
@@ -252,14 +270,23 @@ class RagService:
         yield Answer(writer.sent, verdict.citations, False, completion.prompt_tokens, completion.completion_tokens,
                      verdict.cut, timings)
 
+    @staticmethod
+    def _completer(plan: Plan) -> Callable[[str], str]:
+        """A list answer, completed from the list it names in the sentences the model was shown."""
+        def complete(text: str) -> str:
+            simplified = to_simplified(text)
+            done = listing.complete(simplified, plan.evidence, plan.items, plan.intent.count)
+            return text if done == simplified else done
+        return complete
+
     def _verdict(self, text: str, plan: Plan) -> Verdict:
         """The checks after generation on ``text`` (the whole answer or a prefix of it)."""
         # A follow-up's figures may come from the turn it leans on (its query holds that question).
         asked = plan.analysis.simplified if plan.analysis else to_simplified(plan.question)
-        answered = Answered(text, asked, plan.chosen, plan.titles)
+        answered = Answered(text, asked, plan.evidence, plan.titles)
         if reason := self.refuser.after(answered, plan.intent):
             return Verdict(reason)
-        citations = citing.cite(text, plan.chosen, plan.index.sources, question=plan.question,
+        citations = citing.cite(text, plan.evidence, plan.index.sources, question=plan.question,
                                 collective=plan.intent.kind == "list")
         if reason := self.refuser.support(citations):
             return Verdict(reason)
@@ -298,31 +325,34 @@ class RagService:
             ranked = _promote_roles(ranked, intent.roles)
         title_text = to_simplified("\n".join(titles.values()))
         terms = [w for w, must in question.words if not must and w not in title_text]
-        chosen, shown = self._choose(index, ranked, intent, terms, one_figure(text_s))
+        chosen, shown, items = self._choose(index, ranked, intent, terms, one_figure(text_s))
         chat = prompting.render(self.templates, shown, asked, titles, listing=intent.kind == "list")
-        return Plan(text, traditional, index, hits, chosen, chat, "", title_text, question, intent)
+        return Plan(text, traditional, index, hits, chosen, chat, "", title_text, question, intent, tuple(items))
 
     def _choose(self, index: Index, ranked: list[Sentence], intent: Intent, terms: Sequence[str],
-                one_figure: bool) -> tuple[list[Sentence], list[Sentence]]:
-        """The sentences for the model, and as it is shown them: the best few, or for a list question the
-        structure holding the items. The question's content ``terms`` find items written in parallel, and
-        the clause of the best sentence that holds the asked list or (``one_figure`` asked) figure."""
+                one_figure: bool) -> tuple[list[Sentence], list[Sentence], list[Sentence]]:
+        """The sentences for the model, as it is shown them, and a list's item sentences: the best few, or
+        for a list question the structure holding the items. The question's content ``terms`` find items
+        written in parallel, and the clause of the best sentence that holds the asked list or (``one_figure``
+        asked) figure."""
         s = self.settings
         if intent.kind != "list" or not ranked:
             chosen = prompting.select(ranked, s.context_max_chars, s.context_sentences)
             if not (chosen and one_figure):
-                return chosen, chosen
-            return chosen, [prompting.focus(chosen[0], terms, index.word_weight, citing.has_quantity), *chosen[1:]]
+                return chosen, chosen, []
+            return chosen, [prompting.focus(chosen[0], terms, index.word_weight, citing.has_quantity),
+                            *chosen[1:]], []
         anchor, items = prompting.counted_heading(index, ranked, intent.count)
         if not items and (listing := prompting.enumerating(ranked, intent.count)):  # one sentence holds them
             rest = [r for r in ranked if r is not listing]
             chosen = prompting.select([replace(listing, score=ranked[0].score), *rest], s.context_max_chars,
                                       s.context_sentences)
-            return chosen, [prompting.focus(chosen[0], terms, index.word_weight, prompting.lists_items), *chosen[1:]]
+            return chosen, [prompting.focus(chosen[0], terms, index.word_weight, prompting.lists_items),
+                            *chosen[1:]], []
         items = items or prompting.list_items(index, anchor, intent.count, terms)
         chosen = prompting.select_list([anchor, *(r for r in ranked if r is not anchor)], items,
                                        s.list_max_chars, s.list_sentences)
-        return chosen, chosen
+        return chosen, chosen, items
 
     def _refusal(self, traditional: bool, reason: str, timings: dict[str, float], started: float) -> Answer:
         log.info("refused: %s", reason)

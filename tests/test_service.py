@@ -359,6 +359,21 @@ def test_streamed_text_equals_the_non_streamed_answer(sample_index: tuple[Settin
         assert "".join(deltas) == "" and final.refused  # the rejected text was never sent
 
 
+@pytest.mark.parametrize("question", ["辽源市要求结果导向抓落实，推动各项任务实现哪三化？",
+                                      "遼源市要求結果導向抓落實，推動各項任務實現哪三化？"])
+def test_a_miscopied_list_is_completed_from_the_source_and_streamed_only_whole(
+        sample_index: tuple[Settings, Index], question: str) -> None:
+    settings, index = sample_index
+    service = RagService(settings, FakeEmbedder(), FakeGenerator(reply="具象化、具体化、有形化。"), index)
+    whole = service.answer([user(question)])
+    *deltas, final = list(service.stream([user(question)]))
+    assert to_simplified(whole.text) == "成果化、具象化、有形化" and not whole.refused
+    assert [d for d in deltas if d] == [whole.text] and final.text == whole.text  # sent once, whole
+    assert any("成果化" in to_simplified(c.text) for c in whole.citations)
+    for c in whole.citations:
+        assert_verified(c, settings.corpus_dir)
+
+
 def _stream_verified(deltas: Sequence[str], bad: str) -> tuple[list[str], Verdict, str]:
     """Feed ``deltas`` to a ``VerifiedWriter`` whose checks fail any text containing ``bad``."""
     def verdict(text: str) -> Verdict:
@@ -389,6 +404,18 @@ def test_an_answer_is_not_cut_after_the_colon_that_announces_it() -> None:
 def test_list_items_stream_as_they_are_written() -> None:
     sent, final, text = _stream_verified(["茶叶", "、蔬", "菜、水果", "。"], bad="咖啡")
     assert sent[:3] == ["", "茶叶、", "蔬菜、"] and text == "茶叶、蔬菜、水果。" and not final.reason
+
+
+@pytest.mark.parametrize(("completed", "expected"), [("茶叶、蔬菜、水果、粮食。", "茶叶、蔬菜、水果、粮食。"),
+                                                 ("茶叶、蔬菜、咖啡。", "茶叶、蔬菜。")])
+def test_a_completed_answer_is_sent_whole_and_only_when_it_passes(completed: str, expected: str) -> None:
+    def verdict(text: str) -> Verdict:
+        return Verdict("invented_numbers: 咖啡") if "咖啡" in text else Verdict("", informs=True)
+
+    writer = VerifiedWriter(verdict, traditional=False, complete=lambda text: completed)
+    sent = [writer.feed(d) for d in ["茶叶", "、蔬", "菜。"]]
+    final, rest = writer.finish("茶叶、蔬菜。")
+    assert sent == ["", "", ""] and rest == writer.sent == expected and not final.reason
 
 
 def test_a_follow_up_may_repeat_the_figures_of_the_turn_it_leans_on(sample_index: tuple[Settings, Index]) -> None:
