@@ -208,17 +208,57 @@ def _near_top(ranked: Sequence[Sentence], n: int) -> list[Sentence]:
     return [s for s in ranked[:n] if s.score >= LIST_ANCHOR_RELATIVE * ranked[0].score] if ranked else []
 
 
-def list_items(index: Index, anchor: Sentence, count: int = 0, terms: Sequence[str] = ()) -> list[Sentence]:
-    """The sentences that hold the items of a list the anchor sentence belongs to or announces: the headings
-    of its section's children (``1.…``, ``2.…``), else a run of ordinal sentences (一是…, 二是…) in the
-    section, else a parallel run around the anchor (要深入调研抓落实…; 要结果导向抓落实…; with 抓落实 one of
-    the question's ``terms``). The anchor's own section is tried first, then its parent; with ``count``
-    known, the structure with that many items wins."""
+def list_items(index: Index, anchor: Sentence, count: int = 0, terms: Sequence[str] = (),
+               asked: str = "") -> list[Sentence]:
+    """The sentences that hold the items of a list the anchor sentence belongs to or announces: when the
+    anchor is an ordinal item the question (``asked``) names, the sentences under it (二是服务支撑制造业
+    高质量发展。→ what follows, up to 三是…); else the headings of its section's children (``1.…``,
+    ``2.…``), else a run of ordinal sentences (一是…, 二是…) in the section, else a parallel run around the
+    anchor (要深入调研抓落实…; 要结果导向抓落实…; with 抓落实 one of the question's ``terms``), else the
+    clauses closed by ；that the anchor opens or stands in. The anchor's own section is tried first, then its
+    parent; with ``count`` known, the structure with that many items wins."""
     found = [items for own, sentences in _sections(index, anchor)
-             for items in (_child_headings(sentences, own), _ordinal_run(sentences),
-                           _parallel_run(sentences, anchor, terms)) if len(items) >= 2]
+             for items in (_body(sentences, anchor, asked), _child_headings(sentences, own),
+                           _ordinal_run(sentences), _parallel_run(sentences, anchor, terms),
+                           _semicolon_run(sentences, anchor)) if len(items) >= 2]
     exact = [f for f in found if len(f) == count]
     return (exact or found or [[]])[0]
+
+
+def _at(sentences: Sequence[Sentence], anchor: Sentence) -> int:
+    return next((i for i, s in enumerate(sentences) if (s.doc_id, s.start) == (anchor.doc_id, anchor.start)), -1)
+
+
+_NAMED_SHARE = 0.6
+
+
+def _body(sentences: Sequence[Sentence], anchor: Sentence, asked: str) -> list[Sentence]:
+    """The sentences under an ordinal item that the question names (most of the item's pairs of characters
+    are in it): the question asks what the item holds, not what its siblings are."""
+    at = _at(sentences, anchor)
+    if at < 0 or not _ORDINAL.match(anchor.simplified):
+        return []
+    name = _CLAUSE.match(_ORDINAL.sub("", anchor.simplified))
+    pairs = {name.group()[i:i + 2] for i in range(len(name.group()) - 1)} if name else set()
+    if not pairs or sum(p in asked for p in pairs) < _NAMED_SHARE * len(pairs):
+        return []
+    return list(takewhile(lambda s: not (_ORDINAL.match(s.simplified) or heading(s.text)), sentences[at + 1:]))
+
+
+def _semicolon_run(sentences: Sequence[Sentence], anchor: Sentence) -> list[Sentence]:
+    """Clauses closed by ；, one item each (要强化…；要增强…；要抓实…；要建设…。): the run the anchor stands in,
+    or opens, with the sentence that closes it; three items at least."""
+    at = _at(sentences, anchor)
+    closed = [s.simplified.rstrip().endswith((";", "；")) for s in sentences]
+    if at < 0:
+        return []
+    start = at if closed[at] else at + 1
+    while start > 0 and closed[start - 1]:
+        start -= 1
+    end = start
+    while end < len(sentences) and closed[end]:
+        end += 1
+    return list(sentences[start:end + 1]) if end - start >= 2 else []
 
 
 def _sections(index: Index, anchor: Sentence) -> Iterator[tuple[str | None, list[Sentence]]]:
@@ -253,7 +293,7 @@ def _ordinal_run(sentences: Sequence[Sentence]) -> list[Sentence]:
 def _parallel_run(sentences: Sequence[Sentence], anchor: Sentence, terms: Sequence[str]) -> list[Sentence]:
     """The longest run of consecutive sentences next to the anchor (not counting it) that all hold one of
     the question's terms and open with the same character: clauses written in parallel, one item each."""
-    at = next((i for i, s in enumerate(sentences) if (s.doc_id, s.start) == (anchor.doc_id, anchor.start)), -1)
+    at = _at(sentences, anchor)
     if at < 0:
         return []
     best: list[Sentence] = []

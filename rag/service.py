@@ -325,20 +325,20 @@ class RagService:
             ranked = _promote_roles(ranked, intent.roles)
         title_text = to_simplified("\n".join(titles.values()))
         terms = [w for w, must in question.words if not must and w not in title_text]
-        chosen, shown, items = self._choose(index, ranked, intent, terms, one_figure(text_s))
+        chosen, shown, items = self._choose(index, ranked, intent, terms, text_s)
         chat = prompting.render(self.templates, shown, asked, titles, listing=intent.kind == "list")
         return Plan(text, traditional, index, hits, chosen, chat, "", title_text, question, intent, tuple(items))
 
     def _choose(self, index: Index, ranked: list[Sentence], intent: Intent, terms: Sequence[str],
-                one_figure: bool) -> tuple[list[Sentence], list[Sentence], list[Sentence]]:
+                asked: str) -> tuple[list[Sentence], list[Sentence], list[Sentence]]:
         """The sentences for the model, as it is shown them, and a list's item sentences: the best few, or
         for a list question the structure holding the items. The question's content ``terms`` find items
-        written in parallel, and the clause of the best sentence that holds the asked list or (``one_figure``
-        asked) figure."""
+        written in parallel, and the clause of the best sentence that holds the asked list or (one figure
+        ``asked``) figure; the question ``asked`` (Simplified) names the item whose parts it asks for."""
         s = self.settings
         if intent.kind != "list" or not ranked:
             chosen = prompting.select(ranked, s.context_max_chars, s.context_sentences)
-            if not (chosen and one_figure):
+            if not (chosen and one_figure(asked)):
                 return chosen, chosen, []
             return chosen, [prompting.focus(chosen[0], terms, index.word_weight, citing.has_quantity),
                             *chosen[1:]], []
@@ -349,7 +349,7 @@ class RagService:
                                       s.context_sentences)
             return chosen, [prompting.focus(chosen[0], terms, index.word_weight, prompting.lists_items),
                             *chosen[1:]], []
-        items = items or prompting.list_items(index, anchor, intent.count, terms)
+        items = items or prompting.list_items(index, anchor, intent.count, terms, asked)
         chosen = prompting.select_list([anchor, *(r for r in ranked if r is not anchor)], items,
                                        s.list_max_chars, s.list_sentences)
         return chosen, chosen, items

@@ -168,7 +168,28 @@ def test_list_items_find_clauses_written_in_parallel(index: Index) -> None:
     anchor = next(s for s in doc_sentences(index, DOC_004) if s.text.endswith("确定为“抓落实”年。"))
     items = list_items(index, anchor, 0, ["抓落实"])
     assert [s.text[:7] for s in items] == ["要深入调研抓落", "要结果导向抓落", "要转变作风抓落", "要创新思维抓落"]
-    assert all("抓落实" not in s.text for s in list_items(index, anchor, 0, ["风险点"]))
+    # Closed by ；, the clauses are a list whatever the question's words.
+    assert [s.text[:7] for s in list_items(index, anchor, 0, ["风险点"])] == [s.text[:7] for s in items]
+
+
+def test_list_items_are_the_clauses_closed_by_semicolons_after_the_anchor(index: Index) -> None:
+    """q313: the section 一、坚持党建引领 opens with a sentence, then names four tasks in clauses closed by ；.
+    Its parent's headings (一、… 五、) are the section and its siblings, not what it holds."""
+    anchor = next(s for s in doc_sentences(index, DOC_004) if s.text.startswith("要站在讲政治的高度"))
+    items = list_items(index, anchor, 0, ["党建", "引领"])
+    assert [s.text[:5] for s in items] == ["要强化党的", "要增强基层", "要抓实党员", "要建设高素"]
+
+
+def test_list_items_under_an_ordinal_item_the_question_names(index: Index) -> None:
+    """q300: asked what «服务支撑制造业高质量发展» involved, the items are the sentences under «二是…», up
+    to «三是…»; asked about the plan as a whole, they are the ordinal items themselves."""
+    doc = "002_9f3d902dfed96728.txt"
+    anchor = next(s for s in doc_sentences(index, doc) if s.simplified.startswith("二是服务支撑制造业"))
+    under = list_items(index, anchor, 0, [], "为了服务支撑制造业高质量发展，东莞教育主要做了哪些工作？")
+    assert under and not any(s.simplified[1] == "是" for s in under)
+    assert any("科普教育" in s.simplified for s in under) and any("子女入学" in s.simplified for s in under)
+    whole = list_items(index, anchor, 0, [], "东莞2023年的重点工作有哪几项？")
+    assert [s.simplified[:2] for s in whole[:3]] == ["一是", "二是", "三是"]
 
 
 def test_select_list_puts_the_anchor_then_every_item_within_the_budget() -> None:
