@@ -14,17 +14,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rag.chunk import HEADINGS
+from rag.prompt import CLAUSE, item_name, unnumbered
 from rag.types import Sentence
 
 # The answer's items: what the model wrote between list marks, without its own numbering.
 _ANSWER_MARKS = re.compile(r"[、，,；;。：:\n]+")
-_NUMBERING = re.compile(r"^(?:\d{1,2}[.．、)]|[（(][一二三四五六七八九十\d]{1,3}[）)]|"
-                        r"[一二三四五六七八九十]{1,3}[、是]|第[一二三四五六七八九十]+[，,、是]?|首先|其次|再次|最后)\s*")
 _QUOTES = "“”‘’\"'「」『』《》 "
 # An enumeration: the parts of one clause joined by 、, the last two perhaps by 和/及/与 (甲、乙和丙); these
 # are split nowhere else, being parts of words too (普及, 和谐).
-_CLAUSE = re.compile(r"[^，,；;：:。！？!?]+")
 _LAST_JOIN = re.compile(r"以及|和|及|与")
 # A list of more items than this is a catalogue, not an answer to complete.
 MAX_ITEMS = 12
@@ -42,14 +39,14 @@ def complete(answer: str, shown: Sequence[Sentence], items: Sequence[Sentence], 
     for found in enumerations(shown):
         if rewritten := _from_enumeration(pieces, found, count):
             return rewritten
-    if len(items) >= 2 and len(items) <= MAX_ITEMS and count in (0, len(items)):
+    if 2 <= len(items) <= MAX_ITEMS and count in (0, len(items)):
         return _from_sentences(answer, pieces, items, count)
     return answer
 
 
 def answer_items(answer: str) -> list[str]:
     """The items the answer names, in order."""
-    found = (_NUMBERING.sub("", p.strip()).strip(_QUOTES) for p in _ANSWER_MARKS.split(answer))
+    found = (unnumbered(p.strip()).strip(_QUOTES) for p in _ANSWER_MARKS.split(answer))
     return [p for p in found if len(p) >= _MIN_CHARS]
 
 
@@ -77,7 +74,7 @@ def enumerations(sentences: Sequence[Sentence]) -> list[Enumeration]:
     """Every clause of ``sentences`` that joins two items or more."""
     found = []
     for s in sentences:
-        for clause in _CLAUSE.findall(s.simplified):
+        for clause in CLAUSE.findall(s.simplified):
             parts = [p.strip(_QUOTES) for p in clause.split("、")]
             last = _LAST_JOIN.split(parts[-1], maxsplit=1)
             if len(last) == 2 and all(len(p) >= _MIN_CHARS for p in last):
@@ -128,17 +125,6 @@ def _from_sentences(answer: str, pieces: Sequence[str], items: Sequence[Sentence
     named = set().union(*(_named(p, texts, texts, _MIN_SENTENCE_MATCH) for p in pieces))
     if len(named) < 2 or len(named) == len(items) or (not count and len(named) * 2 < len(items)):
         return answer
-    missing = [head(s) for i, s in enumerate(items) if i not in named]
+    missing = [item_name(s.simplified).strip(_QUOTES) for i, s in enumerate(items) if i not in named]
     return "；".join([answer.rstrip("。；;，, "), *missing])
 
-
-def head(sentence: Sentence) -> str:
-    """An item sentence as an item: its first clause, without its numbering (（一）坚持党建引领，… → 坚持党建引领)."""
-    text = sentence.simplified.strip()
-    for _, pattern in HEADINGS:
-        if m := pattern.match(text):
-            text = text[m.end():]
-            break
-    text = _NUMBERING.sub("", text)
-    first = _CLAUSE.match(text)
-    return (first.group() if first else text).strip(_QUOTES)

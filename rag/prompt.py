@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.chunk import TITLE_LEVEL, heading
+from rag.chunk import HEADINGS, TITLE_LEVEL, heading
 from rag.embed import Embedder
 from rag.index import Index, lexical_tokens
 from rag.injection import addresses_assistant
@@ -164,7 +164,7 @@ def enumerating(ranked: Sequence[Sentence], count: int) -> Sentence | None:
                 None)
 
 
-_CLAUSE = re.compile(r"[^，,；;：:。！？!?]+")
+CLAUSE = re.compile(r"[^，,；;：:。！？!?]+")
 
 
 def lists_items(clause: str) -> bool:
@@ -180,7 +180,7 @@ def focus(sentence: Sentence, terms: Sequence[str], weight: Callable[[str], floa
     answers with the first: the six parts of a mechanism for «哪些工作中的第一标准», 304场次教育实践活动 for
     «多少场次…主题活动» when the sentence says 109场次…主题活动 first. Only the shown text narrows: citations
     still come from the whole sentence."""
-    clauses = [m for m in _CLAUSE.finditer(sentence.simplified) if holds(m.group())]
+    clauses = [m for m in CLAUSE.finditer(sentence.simplified) if holds(m.group())]
     scores = [sum(weight(t) for t in terms if t in m.group()) for m in clauses]
     order = sorted(range(len(clauses)), key=scores.__getitem__, reverse=True)
     if len(clauses) < 2 or scores[order[0]] == scores[order[1]]:  # no clause is pointed at more than another
@@ -232,14 +232,28 @@ def _at(sentences: Sequence[Sentence], anchor: Sentence) -> int:
 _NAMED_SHARE = 0.6
 
 
+def unnumbered(text: str) -> str:
+    """``text`` without the numbering that opens it (（一）, 1., 一、, 一是, 首先…)."""
+    for _, pattern in HEADINGS:
+        if m := pattern.match(text):
+            return text[m.end():].strip()
+    return _ORDINAL.sub("", text, count=1).strip()
+
+
+def item_name(simplified: str) -> str:
+    """What names an item sentence: its first clause, without its numbering (（一）坚持党建引领，… → 坚持党建引领)."""
+    text = unnumbered(simplified.strip())
+    first = CLAUSE.match(text)
+    return first.group() if first else text
+
+
 def _body(sentences: Sequence[Sentence], anchor: Sentence, asked: str) -> list[Sentence]:
     """The sentences under an ordinal item that the question names (most of the item's pairs of characters
     are in it): the question asks what the item holds, not what its siblings are."""
     at = _at(sentences, anchor)
     if at < 0 or not _ORDINAL.match(anchor.simplified):
         return []
-    name = _CLAUSE.match(_ORDINAL.sub("", anchor.simplified))
-    pairs = {name.group()[i:i + 2] for i in range(len(name.group()) - 1)} if name else set()
+    pairs = set(lexical_tokens(item_name(anchor.simplified)))
     if not pairs or sum(p in asked for p in pairs) < _NAMED_SHARE * len(pairs):
         return []
     return list(takewhile(lambda s: not (_ORDINAL.match(s.simplified) or heading(s.text)), sentences[at + 1:]))
@@ -249,9 +263,9 @@ def _semicolon_run(sentences: Sequence[Sentence], anchor: Sentence) -> list[Sent
     """Clauses closed by ；, one item each (要强化…；要增强…；要抓实…；要建设…。): the run the anchor stands in,
     or opens, with the sentence that closes it; three items at least."""
     at = _at(sentences, anchor)
-    closed = [s.simplified.rstrip().endswith((";", "；")) for s in sentences]
     if at < 0:
         return []
+    closed = [s.simplified.rstrip().endswith((";", "；")) for s in sentences]
     start = at if closed[at] else at + 1
     while start > 0 and closed[start - 1]:
         start -= 1

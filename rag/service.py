@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 from rag import cite as citing
@@ -69,7 +70,7 @@ class Plan:
     intent: Intent = Intent()
     items: tuple[Sentence, ...] = ()  # a list question's item sentences, when a structure holds them
 
-    @property
+    @cached_property
     def evidence(self) -> list[Sentence]:
         """What an answer may rest on: the chosen sentences, and the list's items the budget left out (a
         completed list names them)."""

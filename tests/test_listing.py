@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rag.listing import answer_items, complete, enumerations, head
+from rag.listing import answer_items, complete, enumerations
+from rag.prompt import item_name
 from rag.types import Sentence
 
 
@@ -70,5 +71,5 @@ def test_only_the_last_two_parts_may_be_joined_by_a_word() -> None:
 def test_answer_items_and_heads_drop_numbering() -> None:
     assert answer_items("1. 坚持党建引领；2. 坚持改革创新\n一是安全发展") == \
         ["坚持党建引领", "坚持改革创新", "安全发展"]
-    assert head(sentence("（一）坚持党建引领，凝聚教育发展持久原动力。")) == "坚持党建引领"
-    assert head(sentence("一是加强学习，提高认识。")) == "加强学习"
+    assert item_name("（一）坚持党建引领，凝聚教育发展持久原动力。") == "坚持党建引领"
+    assert item_name("一是加强学习，提高认识。") == "加强学习"
