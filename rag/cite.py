@@ -68,7 +68,8 @@ def unsupported_numbers(answer: str, evidence: Sequence[Sentence], question: str
 _UNIT_GROUPS = ("名人位", "所", "个", "项", "场次", "分", "元", "家", "座", "条", "篇", "本", "岁", "倍", "届",
                 "批", "天", "年", "月", "日", "%％", "亩", "户", "期", "种", "类", "件", "台", "套", "处")
 _UNIT = {u: group for group in _UNIT_GROUPS for u in group}
-_FIGURE = re.compile(r"(第?)(\d+(?:\.\d+)?|[零〇一二两三四五六七八九十百千]+)(.?)")
+# A magnitude (5.6万) belongs to the figure, and the unit is what follows it: 5.6万个 (places) is not 5.6万所.
+_FIGURE = re.compile(r"(第?)(\d+(?:\.\d+)?|[零〇一二两三四五六七八九十百千]+)([万亿]?)(.?)")
 
 
 def _figures(text_simplified: str) -> Iterator[tuple[str, str, bool, str]]:
@@ -77,7 +78,7 @@ def _figures(text_simplified: str) -> Iterator[tuple[str, str, bool, str]]:
     for m in _FIGURE.finditer(text_simplified):
         value = m.group(2) if m.group(2)[0].isdigit() else _cn_to_int(m.group(2))
         if value is not None:
-            yield str(value), _UNIT.get(m.group(3), ""), bool(m.group(1)), m.group(0)
+            yield f"{value}{m.group(3)}", _UNIT.get(m.group(4), ""), bool(m.group(1)), m.group(0)
 
 
 def miscounted(answer: str, evidence: Sequence[Sentence], question: str = "") -> set[str]:

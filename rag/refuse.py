@@ -9,6 +9,7 @@ and ``AFTER`` (on the model's answer and the sentences it was given); the first 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -36,6 +37,7 @@ BEFORE = (
 )
 AFTER = (
     Check("model_not_found", "", "the model said the passages do not hold the answer"),
+    Check("echo", "", "the answer only repeats the question's words"),
     Check("invented_numbers", "", "the answer holds numbers found neither in the evidence nor the question"),
     Check("miscounted", "", "the answer's figure counts something else than the evidence's same number (47分, 47次)"),
     Check("quantity", "", "the question asks how many but the answer holds no number"),
@@ -47,16 +49,20 @@ AFTER = (
                                      "the question's content weight"),
 )
 CHECKS = {c.name: c for c in (*BEFORE, *AFTER)}
+_CHOICE = re.compile(r"是否|还是|是不是|有没有|吗")
 
 
 @dataclass(frozen=True)
 class Answered:
-    """What the post-generation checks read: the model's answer and what it was given."""
+    """What the post-generation checks read: the model's answer and what it was given. ``question`` (Simplified)
+    is what the question brought, a follow-up's earlier turn included; ``message`` is the user's own question
+    of this turn (Simplified; "" when it is ``question``)."""
 
     text: str
     question: str
     chosen: Sequence[Sentence]
     context: str = ""
+    message: str = ""
 
 
 def is_structured(question: str) -> bool:
@@ -124,6 +130,15 @@ class Refuser:
             return "model_not_found: the model said the passages hold no answer"
         return ""
 
+    def _echo(self, a: Answered, intent: Intent) -> str:
+        # «辽源市通过评选“大先生”荣誉来…» to «辽源市通过评选哪些荣誉来…»: a small model that cannot find the answer
+        # often rewrites the question as one. Only a choice question (是否/还是/吗) is answered in its own words;
+        # a follow-up's answer may stand in the earlier turn (排名第六 answered 那北部呢？ already).
+        message = a.message or a.question
+        if citing.own_words(a.text, message) or _CHOICE.search(message):
+            return ""
+        return "echo: 0 words of the answer are not the question's"
+
     def _invented_numbers(self, a: Answered, intent: Intent) -> str:
         invented = citing.unsupported_numbers(a.text, a.chosen, a.question)
         return f"invented_numbers: {sorted(invented)} not in the evidence" if invented else ""
@@ -159,6 +174,6 @@ class Refuser:
 
 
 _AFTER_RULES: tuple[Callable[[Refuser, Answered, Intent], str], ...] = (
-    Refuser._model_not_found, Refuser._invented_numbers, Refuser._miscounted, Refuser._quantity, Refuser._answer_type,
-    Refuser._grounding, Refuser._role,
+    Refuser._model_not_found, Refuser._echo, Refuser._invented_numbers, Refuser._miscounted, Refuser._quantity,
+    Refuser._answer_type, Refuser._grounding, Refuser._role,
 )

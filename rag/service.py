@@ -69,6 +69,15 @@ class Plan:
     analysis: Question | None = None
     intent: Intent = Intent()
     items: tuple[Sentence, ...] = ()  # a list question's item sentences, when a structure holds them
+    asked: str = ""  # the question as the model is asked it: a follow-up with the turn it leans on
+
+    @cached_property
+    def asked_simplified(self) -> str:
+        """What the question brought to the answer, Simplified: the words (and figures) an answer may repeat
+        without saying anything. A follow-up's retrieval query holds the earlier question, and the prompt also
+        the earlier answer."""
+        query = self.analysis.simplified if self.analysis else ""
+        return "\n".join(dict.fromkeys(p for p in (query, to_simplified(self.asked or self.question)) if p))
 
     @cached_property
     def evidence(self) -> list[Sentence]:
@@ -282,12 +291,11 @@ class RagService:
 
     def _verdict(self, text: str, plan: Plan) -> Verdict:
         """The checks after generation on ``text`` (the whole answer or a prefix of it)."""
-        # A follow-up's figures may come from the turn it leans on (its query holds that question).
-        asked = plan.analysis.simplified if plan.analysis else to_simplified(plan.question)
-        answered = Answered(text, asked, plan.evidence, plan.titles)
+        asked = plan.asked_simplified
+        answered = Answered(text, asked, plan.evidence, plan.titles, to_simplified(plan.question))
         if reason := self.refuser.after(answered, plan.intent):
             return Verdict(reason)
-        citations = citing.cite(text, plan.evidence, plan.index.sources, question=plan.question,
+        citations = citing.cite(text, plan.evidence, plan.index.sources, question=asked,
                                 collective=plan.intent.kind == "list")
         if reason := self.refuser.support(citations):
             return Verdict(reason)
@@ -295,7 +303,7 @@ class RagService:
         if reason := self.refuser.subject(citations, words, plan.titles, plan.index.word_weight, plan.intent):
             return Verdict(reason)
         return Verdict("", tuple(with_pages(c, plan.index) for c in citations),
-                       bool(citing.own_words(text, plan.question)))
+                       bool(citing.own_words(text, asked)))
 
     def prepare(self, messages: Sequence[dict[str, str]]) -> Plan:
         """Everything before generation: retrieval, the evidence verdict, the chosen sentences, the prompt."""
@@ -328,7 +336,8 @@ class RagService:
         terms = [w for w, must in question.words if not must and w not in title_text]
         chosen, shown, items = self._choose(index, ranked, intent, terms, text_s)
         chat = prompting.render(self.templates, shown, asked, titles, listing=intent.kind == "list")
-        return Plan(text, traditional, index, hits, chosen, chat, "", title_text, question, intent, tuple(items))
+        return Plan(text, traditional, index, hits, chosen, chat, "", title_text, question, intent, tuple(items),
+                    asked)
 
     def _choose(self, index: Index, ranked: list[Sentence], intent: Intent, terms: Sequence[str],
                 asked: str) -> tuple[list[Sentence], list[Sentence], list[Sentence]]:

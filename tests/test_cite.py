@@ -60,10 +60,11 @@ def test_numbers(text: str, expected: set[str]) -> None:
     ("第3名", set()), ("三年", set()),  # an ordinal; 三 stands bare in the evidence (第三,)
     ("37个县", set()), ("47个", set()),  # 个 counts anything
     ("1.2万人", set()), ("2022年", set()),
+    ("5.6万所", {"5.6万所"}), ("5.6万个", set()),  # dev q238: 5.6万 places (学位), not schools
 ])
 def test_miscounted(answer: str, wrong: set[str]) -> None:
     evidence = [Sentence("d", 0, 1, t, t, "") for t in ("2022年全县共开展主题活动47次,参与学生5000余人。",
-                                                        "排名第三,在37个县中排名第六")]
+                                                        "排名第三,在37个县中排名第六", "新增公办中小学学位5.6万个。")]
     assert miscounted(answer, evidence, "2022年最高分是多少？") == wrong
 
 

@@ -68,6 +68,11 @@ def test_structured_messages_are_not_questions(text: str, structured: bool) -> N
      "answer_type: 0 person names from the evidence in the answer to a who-question"),
     ("段灿。", "那篇报道的记者是谁？", ""),
     ("会议在北京召开。", "会议在哪里召开？", "grounding 0.00 < 0.5"),
+    # The question rewritten as an answer says nothing (dev q315), unless it asked whether.
+    ("辽源市教育系统领导干部大会在“市第五中学”召开。", "辽源市教育系统领导干部大会在哪所学校召开？", ""),
+    ("辽源市教育系统领导干部大会在“学校”召开。", "辽源市教育系统领导干部大会在哪所学校召开？",
+     "echo: 0 words of the answer are not the question's"),
+    ("大会在第五中学召开。", "大会是否在第五中学召开？", ""),
 ])
 def test_after_generation(answer: str, question: str, reason: str) -> None:
     assert after(answer, question, MEETING, DIRECTOR, BYLINE) == reason

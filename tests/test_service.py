@@ -129,7 +129,7 @@ def test_prompt_holds_the_question_and_numbered_passages(service: RagService, ge
     # Answered from the Simplified doc 003 and converted to Traditional. BUG (rag/service.py ``_generate``):
     # each delta is converted on its own, "布局" split across deltas stays "布局" while the whole answer
     # converts to "佈局".
-    "如何推進中小學幼兒園資源佈局持續優化？",
+    "中小學幼兒園資源佈局要做到什麼？",
 ], ids=["simplified", "traditional-from-simplified-doc"])
 def test_stream_yields_deltas_then_the_answer(service: RagService, question: str) -> None:
     items = list(service.stream([user(question)]))
@@ -343,7 +343,7 @@ def test_sanitize_name_rejects(name: str) -> None:
     (None, "火星基地的预算是多少？"),                # refused before generation
     ("天空是蓝色的。", RANK_QUESTION),              # refused after generation
     ("阳山县共有学校9999所。", RANK_QUESTION),       # refused after generation: invented number
-    (None, "如何推進中小學幼兒園資源佈局持續優化？"),  # answered, converted to Traditional
+    (None, "中小學幼兒園資源佈局要做到什麼？"),  # answered, converted to Traditional
 ])
 def test_streamed_text_equals_the_non_streamed_answer(sample_index: tuple[Settings, Index], reply: str | None,
                                                       question: str) -> None:
@@ -426,6 +426,21 @@ def test_a_follow_up_may_repeat_the_figures_of_the_turn_it_leans_on(sample_index
                user("那中小学呢？")]
     answer = service.answer(history)
     assert not answer.reason.startswith("invented_numbers"), answer.reason
+
+
+def test_an_answer_that_repeats_the_turn_it_leans_on_is_still_cited(sample_index: tuple[Settings, Index]) -> None:
+    """As in dev q270, the model restates the earlier answer before the new one. Those words came with the
+    question it was asked, so they do not dilute the new answer's support."""
+    settings, index = sample_index
+    reply = ("东莞2023年教育工作要突出的“一条主线”是“深入学习贯彻党的二十大精神为主线”。"
+             "为此要用好党组织书记领学课堂、专家宣讲课堂、莞教微课堂。")
+    service = RagService(settings, FakeEmbedder(), FakeGenerator(reply=reply), index)
+    history = [user("东莞2023年教育工作要突出的“一条主线”是什么？"),
+               {"role": "assistant", "content": "以深入学习贯彻党的二十大精神为主线。"},
+               user("那要用好的学习阵地有哪几个？")]
+    answer = service.answer(history)
+    assert (answer.refused, answer.reason) == (False, "")
+    assert any("六个学习阵地" in to_simplified(c.text) for c in answer.citations)
 
 
 # --- named refusal checks ---------------------------------------------------------------------------------------

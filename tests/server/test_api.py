@@ -39,7 +39,7 @@ REFUSAL = (REPO / "prompts" / "refusal.txt").read_text("utf-8").strip()
 QUESTION = "阳山县在清远市八个县中排名第几？"
 UNANSWERABLE = "火星基地的预算是多少？"
 # Answered from the Simplified doc 003: the answer is converted to Traditional ("布局" → "佈局").
-TRADITIONAL_FROM_SIMPLIFIED = "如何推進中小學幼兒園資源佈局持續優化？"
+TRADITIONAL_FROM_SIMPLIFIED = "中小學幼兒園資源佈局要做到什麼？"
 
 CHAT_KEYS = {"id", "object", "created", "model", "choices", "usage", "citations", "refused", "reason"}
 CITATION_KEYS = {"doc_id", "start", "end", "text", "section"}
