@@ -27,8 +27,11 @@ _STOPWORD_LINES = (
     "什么 多少 哪些 哪个 哪项 哪里 哪儿 哪天 哪年 哪几个 哪几 几个 几所 几名 几项 几月 几位 第几 是否 如何 怎样",
     "怎么 为什么 谁 请问 分别 一共 共有 包括 包含 其中 还有 以及 除了 有关 关于 提到 提出 指出 那篇 这篇 文章",
     "报道 讲话 该县 该市 该区 当地 是什么 叫什么 多大 多久 多长 怎么样 名字 第几名 列出 列举 文中 点名",
+    "具体 主要 方面",
 )
 STOPWORDS = frozenset(" ".join(_STOPWORD_LINES).split())
+# 这个 / 这次 / 该项 / 那条: a demonstrative points at something named elsewhere; it names nothing itself.
+_DEMONSTRATIVE = re.compile(r"^[这那该此本][个项些次条种类位所件届场篇]$")
 _HAS_CONTENT = re.compile(r"[\u3400-\u9fffA-Za-z0-9]")
 _NUMBER = re.compile(r"^\d+(\.\d+)?$")
 # "哪三种", "几个", "两所", "第几名": counters that ask how many, not what.
@@ -68,7 +71,7 @@ def content_words(question_simplified: str) -> list[tuple[str, bool]]:
         after_which = bool(_WHICH.match(w)) or (after_which and bool(_COUNTER.match(w)))
         if kind_word and not after_which and flag.startswith("n"):
             continue
-        if w in STOPWORDS or _COUNTER.match(w) or not _HAS_CONTENT.search(w):
+        if w in STOPWORDS or _COUNTER.match(w) or _DEMONSTRATIVE.match(w) or not _HAS_CONTENT.search(w):
             continue
         if len(w) >= 2 or _NUMBER.match(w):
             words[w] = words.get(w, False) or flag == "ns" or bool(_YEAR.match(w))

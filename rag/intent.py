@@ -1,5 +1,5 @@
 """Intent: what kind of answer a question asks for — a list of items (and how many), a person, a place,
-an organisation, a quantity — read from its wording once, before retrieval.
+an organisation, a year, a quantity — read from its wording once, before retrieval.
 
 The kind steers the prompt (a list question gets the sentences or headings that hold every item), the
 refusal checks (a who-question must be answered by a person's name in the evidence, standing in the role
@@ -25,6 +25,7 @@ _PERSON = re.compile(r"谁")
 _PLACE = re.compile(r"哪个地方|哪里|哪儿|在哪(?![一天年月日])|何地|什么地方|哪个(?:县|市|区|镇|省|乡|村|地区|城市)")
 _ORG = re.compile(r"哪所|哪家|哪个(?:部门|单位|学校|机构|组织|高校|企业|公司)|哪两家|什么部门|什么单位")
 _NAME = re.compile(r"叫什么|什么名字|名称是什么|什么称号")
+_YEAR = re.compile(r"哪一?年(?!级)|什么年份|何年")
 # "…的校长是谁" → 校长; "由谁主持" → 主持.
 _ROLE_BEFORE = re.compile(r"([\u4e00-\u9fff]+?)(?:分别|又|都)?是谁")
 _ROLE_AFTER = re.compile(r"谁(?:来|在)?([\u4e00-\u9fff]{2})")
@@ -38,7 +39,7 @@ class Intent:
     """What the question asks for. ``count`` is the number of items a list question names (0: unknown);
     ``roles`` are the roles a who-question asks about (校长, 主持)."""
 
-    kind: str = "other"  # list | person | place | org | name | quantity | other
+    kind: str = "other"  # list | person | place | org | name | year | quantity | other
     quantity: bool = False
     count: int = 0
     roles: tuple[str, ...] = ()
@@ -77,7 +78,7 @@ def intent_of(question_simplified: str) -> Intent:
         return Intent("list", "多少" in q, numeral(noun.group(1)) if noun else 0)
     if _PERSON.search(q):
         return Intent("person", quantity, roles=_roles(q))
-    for kind, pattern in (("place", _PLACE), ("org", _ORG), ("name", _NAME)):
+    for kind, pattern in (("place", _PLACE), ("org", _ORG), ("name", _NAME), ("year", _YEAR)):
         if pattern.search(q):
             return Intent(kind, quantity)
     return Intent("quantity" if quantity else "other", quantity)

@@ -42,6 +42,7 @@ AFTER = (
     Check("miscounted", "", "the answer's figure counts something else than the evidence's same number (47分, 47次)"),
     Check("quantity", "", "the question asks how many but the answer holds no number"),
     Check("answer_type", "", "a who-question is not answered by a person's name found in the evidence"),
+    Check("year", "", "a which-year question is not answered by a year"),
     Check("grounding", "min_grounding", "too few of the answer's own terms are in the evidence"),
     Check("role", "", "the answer's name stands in the evidence, but not in the role the question asks"),
     Check("support", "", "no sentence given to the model supports the answer"),
@@ -50,6 +51,7 @@ AFTER = (
 )
 CHECKS = {c.name: c for c in (*BEFORE, *AFTER)}
 _CHOICE = re.compile(r"是否|还是|是不是|有没有|吗")
+_A_YEAR = re.compile(r"(?:19|20)\d\d|[〇零一二三四五六七八九]{4}年|[今明去前后]年")
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,11 @@ class Refuser:
         names = citing.person_names(a.text, a.chosen)
         return "" if names else "answer_type: 0 person names from the evidence in the answer to a who-question"
 
+    def _year(self, a: Answered, intent: Intent) -> str:
+        if intent.kind == "year" and not _A_YEAR.search(to_simplified(a.text)):
+            return "year: 0 years in the answer to a which-year question"
+        return ""
+
     def _grounding(self, a: Answered, intent: Intent) -> str:
         grounded = citing.grounding(a.text, a.question, a.chosen, a.context)
         if grounded < self.settings.min_grounding:
@@ -175,5 +182,5 @@ class Refuser:
 
 _AFTER_RULES: tuple[Callable[[Refuser, Answered, Intent], str], ...] = (
     Refuser._model_not_found, Refuser._echo, Refuser._invented_numbers, Refuser._miscounted, Refuser._quantity,
-    Refuser._answer_type, Refuser._grounding, Refuser._role,
+    Refuser._answer_type, Refuser._year, Refuser._grounding, Refuser._role,
 )

@@ -24,7 +24,9 @@ from rag.normalize import to_simplified
     ("每个园区至少建有几所镇办公办园？", Intent("quantity", quantity=True)),
     ("阳山县排名第几？", Intent("other")),
     ("动员部署会是在哪一天召开的？", Intent("other")),
-    ("这个数字是哪一年的目标？", Intent("other")),
+    ("这个数字是哪一年的目标？", Intent("year")),
+    ("山丹县哪年完成了校舍改造？", Intent("year")),
+    ("哪个年级的学生参加了研学？", Intent("other")),
     ("哪十二所学校获评示范校？", Intent("list", count=12)),
 ])
 def test_intent_of(question: str, expected: Intent) -> None:

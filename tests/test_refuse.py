@@ -73,6 +73,9 @@ def test_structured_messages_are_not_questions(text: str, structured: bool) -> N
     ("辽源市教育系统领导干部大会在“学校”召开。", "辽源市教育系统领导干部大会在哪所学校召开？",
      "echo: 0 words of the answer are not the question's"),
     ("大会在第五中学召开。", "大会是否在第五中学召开？", ""),
+    # Dev q123: a which-year question answered with the figure it asks about.
+    ("2024年。", "这次大会是哪一年召开的？", ""),
+    ("在市第五中学召开。", "这次大会是哪一年召开的？", "year: 0 years in the answer to a which-year question"),
 ])
 def test_after_generation(answer: str, question: str, reason: str) -> None:
     assert after(answer, question, MEETING, DIRECTOR, BYLINE) == reason
