@@ -16,8 +16,9 @@ from rag.cite import asks_quantity
 _NUMERAL = "一二三四五六七八九十两"
 _CN_VALUE = {c: i for i, c in enumerate("零一二三四五六七八九十", 0)} | {"两": 2}
 _COUNTER = "个种所项家名位条类大点级学方面"
-# 哪五个 / 哪6所 / 哪两所: a count after 哪 asks for that many items (哪一天, 哪一年 ask for one thing).
-_COUNTED_WHICH = re.compile(rf"哪([{_NUMERAL.replace('一', '')}][{_NUMERAL}]*|\d+)[{_COUNTER}]?")
+# 哪五个 / 哪6所 / 哪两所 / 哪“三化”: a count after 哪 asks for that many items, also when it opens a quoted
+# slogan (哪一天, 哪一年 ask for one thing).
+_COUNTED_WHICH = re.compile(rf"哪[“\"「『]?([{_NUMERAL.replace('一', '')}][{_NUMERAL}]*|\d+)[{_COUNTER}]?")
 # “五学” / 这三所学校 / 六个方面: a number before the noun names how many items the answer holds.
 _COUNTED_NOUN = re.compile(rf"([{_NUMERAL}]|\d+)(?:[{_COUNTER}]|位一体)")
 _LIST_WORDS = re.compile(r"哪几|哪些|列出|列举|有哪|包括哪|包含哪|分别是什么|分别有")

@@ -28,6 +28,7 @@ from rag.normalize import to_simplified
     ("山丹县哪年完成了校舍改造？", Intent("year")),
     ("哪个年级的学生参加了研学？", Intent("other")),
     ("哪十二所学校获评示范校？", Intent("list", count=12)),
+    ("推动各项任务实现哪“三化”？", Intent("list", count=3)),  # dev q272
 ])
 def test_intent_of(question: str, expected: Intent) -> None:
     assert intent_of(to_simplified(question)) == expected
