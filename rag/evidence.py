@@ -25,7 +25,7 @@ jieba.setLogLevel(logging.WARNING)
 # Words that shape a question (ask, count, point at the source) but say nothing about where its answer is.
 _STOPWORD_LINES = (
     "什么 多少 哪些 哪个 哪项 哪里 哪儿 哪天 哪年 哪几个 哪几 几个 几所 几名 几项 几月 几位 第几 是否 如何 怎样",
-    "怎么 为什么 谁 请问 分别 一共 共有 包括 包含 其中 还有 以及 除了 有关 关于 提到 提出 指出 那篇 这篇 文章",
+    "怎么 为什么 谁 请问 分别 一共 共有 包括 包含 其中 还有 以及 除了 有关 关于 提到 提出 指出 文章",
     "报道 讲话 该县 该市 该区 当地 是什么 叫什么 多大 多久 多长 怎么样 名字 第几名 列出 列举 文中 点名",
     "具体 主要 方面",
 )
