@@ -70,6 +70,7 @@ class Plan:
     intent: Intent = Intent()
     items: tuple[Sentence, ...] = ()  # a list question's item sentences, when a structure holds them
     asked: str = ""  # the question as the model is asked it: a follow-up with the turn it leans on
+    shown: tuple[Sentence, ...] = ()  # the sentences as the model is shown them (a focused one narrowed)
 
     @cached_property
     def asked_simplified(self) -> str:
@@ -271,14 +272,14 @@ class RagService:
         if verdict.reason:
             refusal = self._refusal(plan.traditional, verdict.reason, timings, started)
             yield Answer(refusal.text, (), True, completion.prompt_tokens, completion.completion_tokens,
-                         verdict.reason, refusal.timings)
+                         verdict.reason, refusal.timings, plan.shown)
             return
         if rest:
             timings.setdefault("first_token", time.perf_counter() - started)
             yield rest
         timings["total"] = time.perf_counter() - started
         yield Answer(writer.sent, verdict.citations, False, completion.prompt_tokens, completion.completion_tokens,
-                     verdict.cut, timings)
+                     verdict.cut, timings, plan.shown)
 
     @staticmethod
     def _completer(plan: Plan) -> Callable[[str], str]:
@@ -337,7 +338,7 @@ class RagService:
         chosen, shown, items = self._choose(index, ranked, intent, terms, text_s)
         chat = prompting.render(self.templates, shown, asked, titles, listing=intent.kind == "list")
         return Plan(text, traditional, index, hits, chosen, chat, "", title_text, question, intent, tuple(items),
-                    asked)
+                    asked, tuple(shown))
 
     def _choose(self, index: Index, ranked: list[Sentence], intent: Intent, terms: Sequence[str],
                 asked: str) -> tuple[list[Sentence], list[Sentence], list[Sentence]]:

@@ -110,3 +110,4 @@ class Answer:
     completion_tokens: int = 0
     reason: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    context: tuple[Sentence, ...] = ()  # what the model was shown; empty when it was not asked

@@ -33,7 +33,7 @@ from rag.eval import (
     run_eval,
     select_items,
 )
-from rag.types import Answer, Chunk, Citation, Document, Hit
+from rag.types import Answer, Chunk, Citation, Document, Hit, Sentence
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -422,7 +422,8 @@ def fake_server(key: str) -> FastAPI:
                 yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
             final = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {},
                                                                      "finish_reason": "stop"}],
-                     "citations": citations, "refused": refused,
+                     "citations": citations, "refused": refused, "context": [] if refused else [
+                         {"doc_id": "a.txt", "start": 0, "end": 12, "text": a_traditional, "section": ""}],
                      "usage": {"prompt_tokens": 150, "completion_tokens": 5}}
             yield f"data: {json.dumps(final, ensure_ascii=False)}\n\n"
             yield "data: [DONE]\n\n"
@@ -446,6 +447,7 @@ def test_run_eval_over_http(tmp_path: Path, corpus: Path) -> None:
     assert (m["answer_accuracy"], m["refusal_on_unanswerable"], m["false_refusal"]) == (1.0, 1.0, 0.0)
     assert (m["citation_doc_correct"], m["citation_span_valid"], m["citations"]) == (1.0, 1.0, 1)
     assert (m["prompt_tokens_mean"], m["errors"]) == (150.0, 0)
+    assert m["evidence_shown"] == 1.0  # the shown 清遠 holds the must 清远 once made Simplified
     assert summary["mode"] == "http" and summary["url"] == "http://testserver"
     record = json.loads((tmp_path / "out" / "results.jsonl").read_text("utf-8").splitlines()[0])
     assert record["answer"]["reply"]["text"] == "陽山縣在清遠市排名第三。"
@@ -560,3 +562,39 @@ def test_thresholds_fix_k_and_split() -> None:
         "full thresholds apply to the 'test' split, but this run covered every split"]
     assert check_thresholds(summary_with({}, split="dev"), thresholds, "full") == [
         "full thresholds apply to the 'test' split, but this run covered dev"]
+
+
+def shown(*texts: str) -> tuple[Sentence, ...]:
+    """Sentences of the corpus as the model was shown them (offsets do not matter here)."""
+    return tuple(Sentence("a.txt", 0, len(t), t, t, "") for t in texts)
+
+
+def test_each_wrong_answer_is_traced_to_the_stage_that_lost_it(tmp_path: Path, corpus: Path) -> None:
+    """Search finds a.txt for every question; what the model was shown and what it said differ."""
+    gold = write_gold(tmp_path / "gold.jsonl", [
+        {"id": f"s{i}", "question": f"S{i}", "doc": "a", "must": [[must]]}
+        for i, must in enumerate(["第三", "第三", "第三", "第三", "第二句", "白色"])])
+    wrong = Answer("排名第五。", (), False, prompt_tokens=90, context=shown("阳山县在清远市排名第三。"))
+    answers = {
+        "S0": Answer("排名第三。", (), False, prompt_tokens=90, context=shown("阳山县在清远市排名第三。")),  # right
+        "S1": wrong,  # shown, yet wrong: the model
+        "S2": Answer("资料中没有答案。", (), True, prompt_tokens=90, reason="support: 0 sentences",
+                     context=shown("阳山县在清远市排名第三。")),  # shown, refused after generation: still the model
+        "S3": Answer("资料中没有答案。", (), True, reason="coverage 0.31 < 0.5"),  # refused before the model
+        "S4": wrong,  # 第二句 was found by the search, but not shown
+        "S5": wrong,  # 白色 is nowhere: the search
+    }
+    hits = {f"S{i}": [hit("a.txt", A_TEXT)] for i in range(6)}
+    summary = run_eval(Settings(corpus_dir=corpus), gold, tmp_path / "out", k=1, progress=False,
+                       service=FakeService(hits, answers))
+    records = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text("utf-8").splitlines()]
+    assert [r["lost_at"] for r in records] == [None, "model", "model", "before_model", "prompt", "retrieval"]
+    m = summary["metrics"]
+    assert m["evidence_shown"] == pytest.approx(3 / 6)
+    assert (m["lost_retrieval"], m["lost_before_model"], m["lost_prompt"]) == pytest.approx((1 / 6, 1 / 6, 1 / 6))
+    assert m["lost_model"] == pytest.approx(2 / 6)
+    assert m["answer_accuracy"] + sum(m[f"lost_{s}"] for s in ("retrieval", "before_model", "prompt", "model")) \
+        == pytest.approx(1.0)
+    report = (tmp_path / "out" / "report.md").read_text("utf-8")
+    assert "| all must groups in what the model was shown | `evidence_shown` | 0.500 |" in report
+    assert "| false refusal | coverage 0.31 < 0.5 | before_model |" in report

@@ -124,6 +124,16 @@ def test_prompt_holds_the_question_and_numbered_passages(service: RagService, ge
     assert chat[1]["content"].rstrip().endswith(f"问题：{RANK_QUESTION}")
 
 
+def test_the_answer_carries_what_the_model_was_shown(service: RagService, generator: RecordingGenerator) -> None:
+    answer = service.answer([user(RANK_QUESTION)])
+    (chat,) = generator.calls
+    numbered = [line.split("] ", 1)[1] for line in chat[1]["content"].splitlines() if line.startswith("[")]
+    assert [s.text for s in answer.context] == numbered
+    assert "排名第三" in "".join(s.simplified for s in answer.context)
+    # Refused before generation: the model was shown nothing.
+    assert service.answer([user("火星基地的预算是多少？")]).context == ()
+
+
 @pytest.mark.parametrize("question", [
     RANK_QUESTION,
     # Answered from the Simplified doc 003 and converted to Traditional. BUG (rag/service.py ``_generate``):

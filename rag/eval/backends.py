@@ -60,6 +60,7 @@ class Reply:
     answer_s: float
     ttft_s: float | None
     reason: str | None = None  # the check that refused (``Answer.reason``); ``None`` when not reported
+    context: tuple[str, ...] | None = None  # what the model was shown, Simplified; ``None`` when not reported
 
 
 class Backend(Protocol):
@@ -91,7 +92,8 @@ class InProcessBackend:
         if final is None:
             raise QuestionFailed("the service's stream ended without a final Answer")
         return Reply(final.text, tuple(final.citations), final.refused, final.prompt_tokens, elapsed,
-                     ttft if ttft is not None else elapsed, final.reason or None)
+                     ttft if ttft is not None else elapsed, final.reason or None,
+                     tuple(s.simplified for s in final.context))
 
 
 class HttpBackend:
@@ -124,12 +126,14 @@ class HttpBackend:
                 if delta and ttft is None:
                     ttft = time.perf_counter() - started
                 parts.append(delta)
-                final.update({key: event[key] for key in ("citations", "refused", "usage", "reason") if key in event})
+                final.update({key: event[key] for key in ("citations", "refused", "usage", "reason", "context")
+                              if key in event})
         elapsed = time.perf_counter() - started
         usage = final.get("usage") or {}
         return Reply("".join(parts), _parse_citations(final.get("citations") or []),
                      bool(final.get("refused", False)), usage.get("prompt_tokens"), elapsed,
-                     ttft if ttft is not None else elapsed, final.get("reason") or None)
+                     ttft if ttft is not None else elapsed, final.get("reason") or None,
+                     _parse_context(final["context"]) if "context" in final else None)
 
     @contextmanager
     def _request(self, path: str, body: dict[str, Any]) -> Iterator[httpx.Response]:
@@ -183,3 +187,10 @@ def _parse_citations(raw: list[dict[str, Any]]) -> tuple[Citation, ...]:
                      for c in raw)
     except (KeyError, TypeError, ValueError) as exc:
         raise QuestionFailed(f"malformed citations in the final chunk: {exc!r}") from exc
+
+
+def _parse_context(raw: Any) -> tuple[str, ...]:
+    try:
+        return tuple(to_simplified(str(passage["text"])) for passage in raw)
+    except (KeyError, TypeError) as exc:
+        raise QuestionFailed(f"malformed context in the final chunk: {exc!r}") from exc

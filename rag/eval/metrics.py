@@ -31,11 +31,14 @@ class CitationCheck:
 
 @dataclass(frozen=True)
 class AnswerOutcome:
-    """``correct``: the right answer (not refused) for answerable questions, a refusal otherwise."""
+    """``correct``: the right answer (not refused) for answerable questions, a refusal otherwise.
+    ``evidence_shown``: every must group stood in what the model was shown (``None``: an unanswerable
+    question, or a backend that does not report it)."""
 
     reply: Reply
     correct: bool
     citations: tuple[CitationCheck, ...]
+    evidence_shown: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,27 @@ def verdict(result: QuestionResult, asked: bool) -> str:
     if answer.reply.refused:
         return "false refusal"
     return "✓" if answer.correct else "✗"
+
+
+# Where an answer was lost, in the order the pipeline runs.
+LOSS_STAGES = ("retrieval", "before_model", "prompt", "model")
+
+
+def lost_at(result: QuestionResult) -> str | None:
+    """The stage where an answerable question's answer was lost: ``retrieval`` (its must groups are not all
+    in the top-k search results, nor in what the model was shown), ``before_model`` (a check before
+    generation refused), ``prompt`` (the search found them, the sentences shown to the model left some out),
+    ``model`` (the model was shown them all: its answer, or a check after it, lost them). ``None`` for a
+    right answer, an unanswerable or failed question, or a backend that does not say what the model saw."""
+    answer = result.answer
+    if not result.item.answerable or result.error or answer is None or answer.correct \
+            or answer.evidence_shown is None:
+        return None
+    if answer.evidence_shown:
+        return "model"
+    if not (result.retrieval and result.retrieval.evidence):
+        return "retrieval"
+    return "prompt" if answer.reply.context else "before_model"
 
 
 # --- metrics (pure) -------------------------------------------------------------------------------------
@@ -112,6 +136,21 @@ def answer_metrics(results: Sequence[QuestionResult]) -> dict[str, float | None]
         "false_refusal": share(sum(_refused(r) for r in answerable), len(answerable)),
         "accuracy": share(sum(_correct(r) for r in results), len(results)),
     }
+
+
+def loss_metrics(results: Sequence[QuestionResult]) -> dict[str, float | None]:
+    """``evidence_shown``: answerable questions whose must groups all stood in what the model was shown,
+    the most any model could answer from those prompts; ``lost_<stage>``: the share of answerable
+    questions lost at each stage (``lost_at``), which add up with ``answer_accuracy`` to one, less the
+    failed questions. ``None`` when the backend did not say what the model saw."""
+    answerable = [r for r in results if r.item.answerable]
+    reported = [r for r in answerable if r.answer and r.answer.evidence_shown is not None]
+    if not reported:
+        return {"evidence_shown": None, **{f"lost_{stage}": None for stage in LOSS_STAGES}}
+    stages = [lost_at(r) for r in answerable]
+    return {"evidence_shown": share(sum(bool(r.answer and r.answer.evidence_shown) for r in reported),
+                                    len(reported)),
+            **{f"lost_{stage}": share(stages.count(stage), len(answerable)) for stage in LOSS_STAGES}}
 
 
 ANSWERABLE_TYPES = tuple(t for t in TYPES if t != "unanswerable")
@@ -199,7 +238,8 @@ def count_metrics(results: Sequence[QuestionResult]) -> dict[str, int]:
 def compute_metrics(results: Sequence[QuestionResult], asked: bool = True) -> dict[str, float | None]:
     """All metrics in one flat dict; those a run did not measure are ``None`` (with ``asked`` false, a
     no-LLM run, every answer metric: its zeros would read as a broken model)."""
-    answers = {**answer_metrics(results), **type_metrics(results), **citation_metrics(results)}
+    answers = {**answer_metrics(results), **loss_metrics(results), **type_metrics(results),
+               **citation_metrics(results)}
     metrics = {**count_metrics(results), **retrieval_metrics(results), **answers, **latency_metrics(results)}
     if not asked:
         metrics.update({name: None for name in answers})

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from rag.eval.metrics import ANSWERABLE_TYPES, AnswerOutcome, QuestionResult, verdict
+from rag.eval.metrics import ANSWERABLE_TYPES, AnswerOutcome, QuestionResult, lost_at, verdict
 
 _ANSWER_CELL_CHARS = 80
 _QUESTION_CELL_CHARS = 50
@@ -23,7 +23,8 @@ def write_outputs(out_dir: Path, summary: dict[str, Any], results: Sequence[Ques
     asked = not summary["no_llm"]
     with (out_dir / "results.jsonl").open("w", encoding="utf-8") as f:
         for result in results:
-            record = {**asdict(result), "verdict": verdict(result, asked), "refused_by": _refused_by(result)}
+            record = {**asdict(result), "verdict": verdict(result, asked), "refused_by": _refused_by(result),
+                      "lost_at": lost_at(result)}
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
     (out_dir / "report.md").write_text(render_report(summary, results), encoding="utf-8")
 
@@ -42,6 +43,10 @@ _METRIC_LABELS = {
     "prompt_tokens_mean": "prompt tokens, mean", "prompt_tokens_p50": "prompt tokens, p50",
     "list_complete": "list questions with every item", "list_item_recall": "list items named",
     "unanswerable_reached_model": "unanswerable that reached the model", "adversarial_pass": "adversarial cases passed",
+    "evidence_shown": "all must groups in what the model was shown",
+    "lost_retrieval": "answerable lost: not found by the search", "lost_before_model": "answerable lost: refused "
+    "before the model", "lost_prompt": "answerable lost: found, not shown to the model",
+    "lost_model": "answerable lost: shown to the model, its answer wrong or refused",
 }
 
 
@@ -66,7 +71,7 @@ def render_report(summary: dict[str, Any], results: Sequence[QuestionResult]) ->
         lines += ["", "## By question type", "", _type_table(summary, splits)]
     lines += ["", "## Questions", "",
               "| id | split | type | question | expected doc | rank | answer | cited spans | verdict | refused by "
-              "| timings |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| lost at | timings |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [_report_row(result, asked) for result in results]
     return "\n".join(lines) + "\n"
 
@@ -103,7 +108,7 @@ def _report_row(result: QuestionResult, asked: bool) -> str:
                 if item.history else "") + item.question
     cells = [item.id, item.split, item.type, _truncate(question, _QUESTION_CELL_CHARS),
              item.doc or "— (unanswerable)", rank, _truncate(answer_cell, _ANSWER_CELL_CHARS), _spans_cell(answer),
-             verdict(result, asked), _refused_by(result) or "", _timings_cell(result)]
+             verdict(result, asked), _refused_by(result) or "", lost_at(result) or "", _timings_cell(result)]
     return "| " + " | ".join(_cell(c) for c in cells) + " |"
 
 

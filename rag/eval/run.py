@@ -73,7 +73,8 @@ def _answer(backend: Backend, item: GoldItem, checker: SpanChecker) -> AnswerOut
     correct = correct and not says_any(reply.text, item.must_not)
     correct = correct and not any(says_any(c.text, item.must_not) for c in reply.citations)  # nor cite it
     checks = tuple(_check_citation(c, item.doc, checker) for c in reply.citations)
-    return AnswerOutcome(reply, correct, checks)
+    shown = None if item.doc is None or reply.context is None else is_correct("\n".join(reply.context), item.must)
+    return AnswerOutcome(reply, correct, checks, shown)
 
 
 def _check_citation(citation: Citation, expected: str | None, checker: SpanChecker) -> CitationCheck:

@@ -211,9 +211,16 @@ def accepted(job: Job) -> JSONResponse:
     return JSONResponse(job_out(job).model_dump(), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
 
 
-def _citations(answer: Answer) -> list[dict[str, Any]]:
-    return [CitationOut(**c.__dict__).model_dump(exclude_none=True) for c in answer.citations
-            if isinstance(c, Citation)]
+def _answer_fields(answer: Answer) -> dict[str, Any]:
+    """What a reply carries besides its text, the same in a whole response and in a stream's last chunk:
+    ``citations``, ``refused``, the ``reason`` (the check that refused, or why the answer was cut), ``usage``,
+    and ``context``, the sentences the model was shown (empty when it was not asked): with them a client
+    can tell a passage the retrieval missed from one the model misread."""
+    return {"citations": [CitationOut(**c.__dict__).model_dump(exclude_none=True) for c in answer.citations
+                          if isinstance(c, Citation)],
+            "refused": answer.refused, "reason": answer.reason, "usage": _usage(answer),
+            "context": [CitationOut(doc_id=s.doc_id, start=s.start, end=s.end, text=s.text, section=s.section)
+                        .model_dump(exclude_none=True) for s in answer.context]}
 
 
 def _usage(answer: Answer) -> dict[str, int]:
@@ -301,8 +308,7 @@ async def chat(body: ChatRequest, request: Request, service: Service) -> Any:
     return {**_envelope("chat.completion", service.generator.name),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
                          "finish_reason": "stop"}],
-            "usage": _usage(answer), "citations": _citations(answer), "refused": answer.refused,
-            "reason": answer.reason}
+            **_answer_fields(answer)}
 
 
 async def collect_unless_gone(request: Request, first: str | Answer, stream: Iterator[str | Answer]) -> Answer | None:
@@ -370,8 +376,7 @@ class StreamSession:
                     if not streamed:  # a refusal: the service held back everything it would retract
                         yield _sse(choice({"content": item.text}))
                     final = choice({}, "stop")
-                    yield _sse({**final, "citations": _citations(item), "refused": item.refused,
-                                "reason": item.reason, "usage": _usage(item)})
+                    yield _sse({**final, **_answer_fields(item)})
                 elif item:  # empty strings are the service's ticks while the model writes: no text
                     streamed = True
                     yield _sse(choice({"content": item}))

@@ -41,7 +41,7 @@ UNANSWERABLE = "火星基地的预算是多少？"
 # Answered from the Simplified doc 003: the answer is converted to Traditional ("布局" → "佈局").
 TRADITIONAL_FROM_SIMPLIFIED = "中小學幼兒園資源佈局要做到什麼？"
 
-CHAT_KEYS = {"id", "object", "created", "model", "choices", "usage", "citations", "refused", "reason"}
+CHAT_KEYS = {"id", "object", "created", "model", "choices", "usage", "citations", "refused", "reason", "context"}
 CITATION_KEYS = {"doc_id", "start", "end", "text", "section"}
 RESULT_KEYS = {"doc_id", "chunk_id", "start", "end", "section", "text", "score"}
 DOCUMENT_KEYS = {"id", "title", "characters", "chunks", "sha256", "ingested_at"}
@@ -282,6 +282,11 @@ def test_chat_completion_shape_and_citations(client: TestClient, settings: Setti
     assert citations[0]["doc_id"] == DOC0
     assert "排名第三" in citations[0]["text"]
     assert any(content[:-1] in c["text"] for c in citations)  # the fake copies a clause of passage [1]
+    # What the model was shown: sentences of the corpus, the cited one among them.
+    assert body["context"] and all(set(c) == CITATION_KEYS for c in body["context"])
+    for c in body["context"]:
+        assert_span(settings.corpus_dir, c)
+    assert citations[0]["text"] in [c["text"] for c in body["context"]]
 
 
 def test_chat_accepts_content_parts(client: TestClient) -> None:
@@ -351,7 +356,7 @@ def check_stream(response: httpx.Response) -> tuple[list[dict[str, Any]], dict[s
     assert isinstance(final["refused"], bool)
     for c in chunks[:-1]:
         assert c["choices"][0]["finish_reason"] is None
-        assert "citations" not in c and "refused" not in c and "reason" not in c
+        assert not {"citations", "refused", "reason", "context"} & set(c)
     assert isinstance(final["reason"], str) and bool(final["reason"]) == final["refused"]
     return chunks, final
 
@@ -362,6 +367,7 @@ def test_stream_matches_the_non_stream_answer(client: TestClient, settings: Sett
     assert content_of(chunks) == whole["choices"][0]["message"]["content"]
     assert final["refused"] is False
     assert final["citations"] == whole["citations"]
+    assert final["context"] == whole["context"] and final["context"]
     assert set(final["usage"]) == USAGE_KEYS
     assert final["usage"]["completion_tokens"] == whole["usage"]["completion_tokens"]
     for c in final["citations"]:
@@ -374,6 +380,7 @@ def test_stream_of_a_refusal(client: TestClient) -> None:
     assert content_of(chunks) == REFUSAL
     assert final["refused"] is True
     assert final["citations"] == []
+    assert final["context"] == []  # refused before the model was asked
 
 
 def test_stream_in_traditional_matches_the_non_stream_answer(client: TestClient) -> None:
