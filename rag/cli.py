@@ -9,14 +9,18 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rag.config import Settings
 from rag.errors import RagError
 
+if TYPE_CHECKING:
+    from rag.parts import Parts
+
 log = logging.getLogger("rag")
 
 
-def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_models(args: argparse.Namespace, settings: Settings, parts: Parts) -> int:
     from rag.models import LLMS, provision_embedder, provision_llm
 
     started = time.perf_counter()
@@ -28,15 +32,14 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_ingest(args: argparse.Namespace, settings: Settings, parts: Parts) -> int:
     from tqdm import tqdm
 
-    from rag.embed import build_embedder
     from rag.formats import find_files
-    from rag.writer import IndexWriter, LocalIndex
+    from rag.index.writer import IndexWriter, LocalIndex
 
     paths = [Path(p) for p in args.paths] or [settings.corpus_dir]
-    embedder = build_embedder(settings)
+    embedder = parts.embedder(settings)
     total = sum(1 for p in paths if p.exists() for _ in find_files(p))
     # One writer at a time, across processes: a running server's uploads and this ingestion take turns,
     # and each starts from the other's last saved index (the server reloads what this one saves).
@@ -51,24 +54,23 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_serve(args: argparse.Namespace, settings: Settings, parts: Parts) -> int:
     import uvicorn
 
     from rag.server.app import create_app
 
     settings = settings.model_copy(update={k: v for k, v in (("host", args.host), ("port", args.port)) if v})
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(create_app(settings, parts), host=settings.host, port=settings.port, log_level="info")
     return 0
 
 
-def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.embed import build_embedder
+def cmd_search(args: argparse.Namespace, settings: Settings, parts: Parts) -> int:
     from rag.ingest import open_index
     from rag.question import analyse
     from rag.retrieve import search
 
     index = open_index(settings)
-    embedder = build_embedder(settings)
+    embedder = parts.embedder(settings)
     index.check_embedder(embedder.name, embedder.dim)
     for rank, hit in enumerate(search(index, analyse(args.query, embedder), args.top_k, args.doc or None), 1):
         c = hit.chunk
@@ -77,10 +79,10 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_ask(args: argparse.Namespace, settings: Settings, parts: Parts) -> int:
     from rag.service import build_service
 
-    service = build_service(settings)
+    service = build_service(settings, parts)
     answer = service.answer([{"role": "user", "content": args.question}])
     print(answer.text)
     for i, c in enumerate(answer.citations, 1):
@@ -91,28 +93,28 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_eval(args: argparse.Namespace, settings: Settings, parts: Parts) -> int:
     from rag.eval import run_eval
     from rag.eval.run import run_adversarial
 
     ids = args.ids.split(",") if args.ids else None
     out = Path(args.out)
     if args.gate:
-        return _gate(args, settings, out)
+        return _gate(args, settings, parts, out)
     k = args.k if args.k is not None else 5
     if args.adversarial:
         if args.url:
             raise RagError("the adversarial set needs its own index, so it runs in process only (drop --url)")
-        summary = run_adversarial(settings, Path(args.adversarial_dir), out, k=k)
+        summary = run_adversarial(settings, Path(args.adversarial_dir), out, k=k, parts=parts)
     else:
         summary = run_eval(settings, Path(args.gold), out, url=args.url, api_key=args.api_key, no_llm=args.no_llm,
-                           limit=args.limit, ids=ids, k=k, split=args.split)
+                           limit=args.limit, ids=ids, k=k, split=args.split, parts=parts)
     print(json.dumps(summary.get("metrics", summary), ensure_ascii=False, indent=2))
     print(f"report: {out / 'report.md'}")
     return 0
 
 
-def _gate(args: argparse.Namespace, settings: Settings, out: Path) -> int:
+def _gate(args: argparse.Namespace, settings: Settings, parts: Parts, out: Path) -> int:
     """CI quality gate: retrieval on the thresholds' split, the full pipeline on its fixed subset, the
     adversarial set; exit 0 only when every part ran and passed."""
     from rag.eval.gate import gate_passed, run_gate
@@ -122,7 +124,7 @@ def _gate(args: argparse.Namespace, settings: Settings, out: Path) -> int:
                        "--ids and --split")
     sections = run_gate(settings, Path(args.gold), Path(args.thresholds), out,
                         adversarial_dir=Path(args.adversarial_dir), url=args.url, api_key=args.api_key,
-                        no_llm=args.no_llm)
+                        no_llm=args.no_llm, parts=parts)
     for section in sections:
         if section.summary is not None:
             print(f"{section.name}: " + json.dumps(section.summary["metrics"], ensure_ascii=False))
@@ -185,13 +187,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, parts: Parts | None = None) -> int:
+    """Run the command ``argv`` names, with the models ``parts`` builds (default: those the settings name)."""
+    from rag.parts import Parts  # noqa: F811  (at run time: the default, the models the settings name)
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    command: Callable[[argparse.Namespace, Settings], int] = args.func
+    command: Callable[[argparse.Namespace, Settings, Parts], int] = args.func
     try:
-        return command(args, Settings())
+        return command(args, Settings(), parts or Parts())
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

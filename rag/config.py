@@ -30,10 +30,10 @@ class Settings(BaseSettings):
     embedder_path: Path | None = Field(None, description="sentence-transformers model directory; default: "
                                        f"the provisioned {DEFAULT_EMBEDDER_DIR} in models_dir.")
 
-    # --- backends (the fakes are for tests) --------------------------------------------------------
-    embed_backend: Literal["sentence-transformers", "fake"] = Field(
+    # --- backends ----------------------------------------------------------------------------------
+    embed_backend: Literal["sentence-transformers"] = Field(
         "sentence-transformers", description="Embedder implementation.")
-    llm_backend: Literal["llama-cpp", "openai", "fake"] = Field(
+    llm_backend: Literal["llama-cpp", "openai"] = Field(
         "llama-cpp", description="Generator implementation: the local GGUF model, or any OpenAI-compatible "
         "server (vLLM, llama.cpp server, Ollama) at llm_base_url.")
 
@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     chunk_min_chars: int = Field(80, ge=0, le=1000, description="Shorter sections merge with a neighbour.")
 
     # --- index -----------------------------------------------------------------------------------------
-    vector_backend: Literal["faiss", "qdrant", "fake"] = Field(
+    vector_backend: Literal["faiss", "qdrant"] = Field(
         "faiss", description="Vector index engine (the manifest records it; an index opens only with the one "
         "that built it): embedded FAISS, or Qdrant (a server at qdrant_url, else local mode under the index).")
     qdrant_url: str | None = Field(None, pattern=r"^https?://", description="Qdrant server or cluster for "

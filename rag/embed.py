@@ -1,12 +1,11 @@
 """Embed: turn passages and queries into L2-normalized vectors.
 
 ``Embedder`` is the seam; ``SentenceTransformerEmbedder`` is the real one (multilingual-e5-small with its
-``passage: ``/``query: `` prompts), ``FakeEmbedder`` a deterministic stand-in for fast tests.
+``passage: ``/``query: `` prompts); the tests' deterministic stand-in is ``tests/fakes/embed.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -78,28 +77,6 @@ class SentenceTransformerEmbedder:
         return self._encode([text], "query")[0]
 
 
-class FakeEmbedder:
-    """Hashes character bigrams into a fixed-size vector: deterministic, fast, lexically meaningful."""
-
-    def __init__(self, dim: int = 64) -> None:
-        self.name = f"fake-{dim}"
-        self.dim = dim
-
-    def _vector(self, text: str) -> np.ndarray:
-        v = np.zeros(self.dim, dtype=np.float32)
-        for a, b in zip(text, text[1:], strict=False):
-            h = int.from_bytes(hashlib.blake2b((a + b).encode(), digest_size=4).digest(), "little")
-            v[h % self.dim] += 1.0
-        norm = float(np.linalg.norm(v))
-        return v / norm if norm else v
-
-    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        return np.stack([self._vector(t) for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
-
-    def embed_query(self, text: str) -> np.ndarray:
-        return self._vector(text)
-
-
 class CachedEmbedder:
     """Remembers passage vectors by text: answers keep ranking the sentences of the same popular chunks."""
 
@@ -133,7 +110,6 @@ class CachedEmbedder:
 _BACKENDS: dict[str, Callable[[Settings], Embedder]] = {
     "sentence-transformers": lambda s: SentenceTransformerEmbedder(s.resolved_embedder_path,
                                                                    s.embed_batch_size),
-    "fake": lambda s: FakeEmbedder(),
 }
 
 

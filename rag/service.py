@@ -13,27 +13,25 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
-from pathlib import Path
 
 from rag import cite as citing
 from rag import listing
 from rag import prompt as prompting
 from rag.config import Settings
-from rag.embed import CachedEmbedder, Embedder, build_embedder
+from rag.embed import CachedEmbedder, Embedder
 from rag.errors import IndexOutdated, InvalidRequest, NotFound, NotReady
 from rag.evidence import EvidenceJudge
 from rag.formats import page_span
-from rag.generate import Completion, GenerationSlots, Generator, build_generator
+from rag.generate import Completion, GenerationSlots, Generator
 from rag.index import DocRecord, Index
 from rag.ingest import open_index
 from rag.intent import Intent, intent_of, one_figure
 from rag.normalize import is_traditional, to_simplified, to_traditional
+from rag.parts import Parts
 from rag.question import Question, analyse
 from rag.refuse import Answered, Refuser
 from rag.retrieve import RetrievalConfig, search
 from rag.types import Answer, Citation, Hit, Sentence
-from rag.writer import IndexWriter
-from rag.writer import sanitize_name as sanitize_name  # re-exported: part of this module's API
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +98,7 @@ class Verdict:
     cut: str = ""
 
 
-class VerifiedWriter:
+class StreamVerifier:
     """Sends the model's text only as far as it is verified: after each delta, the text up to its last clause
     boundary (，。；、…) is checked, and when it passes (and informs) it is released, converted to the
     question's script. A prefix is only ever cut at a boundary: "20" of "2023年" or "一" of "一校一品牌" is
@@ -157,13 +155,18 @@ class VerifiedWriter:
 
 
 class RagService:
-    """Holds the models and the live index; up to ``RAG_MAX_PARALLEL_GENERATIONS`` generations run at once."""
+    """Holds the models and the live index; up to ``RAG_MAX_PARALLEL_GENERATIONS`` generations run at once.
 
-    def __init__(self, settings: Settings, embedder: Embedder, generator: Generator, index: Index | None) -> None:
+    It is the ``IndexHolder`` of the index writer (``rag.index.writer``), which swaps in each new index.
+    Without a generator it searches only (``rag eval --no-llm``)."""
+
+    def __init__(self, settings: Settings, embedder: Embedder, generator: Generator | None, index: Index | None,
+                 problem: IndexOutdated | None = None) -> None:
         self.settings = settings
         self.embedder = embedder
-        self.generator = generator
+        self._generator = generator
         self._index = index
+        self.problem = problem  # why the index on disk cannot be served (a rebuild fixes it)
         self.templates = prompting.Templates.load(settings.prompts_dir)
         self.generation_lock = GenerationSlots(settings.parallel_generations)
         self._judge_cache: tuple[Index, EvidenceJudge] | None = None
@@ -171,13 +174,22 @@ class RagService:
         self.refuser = Refuser(settings)
         if index is not None:
             index.check_embedder(embedder.name, embedder.dim)
-        self.writer = IndexWriter(settings, embedder, self)
+
+    @property
+    def generator(self) -> Generator:
+        if self._generator is None:
+            raise NotReady("this service was built to search only (rag eval --no-llm): it has no generator")
+        return self._generator
+
+    @generator.setter
+    def generator(self, generator: Generator) -> None:
+        self._generator = generator
 
     # --- index -------------------------------------------------------------------------------------
     @property
     def index(self) -> Index:
         if self._index is None:
-            raise self.writer.problem or NotReady("no index is loaded; ingest documents first (`rag ingest` or "
+            raise self.problem or NotReady("no index is loaded; ingest documents first (`rag ingest` or "
                                                   "POST /v1/documents)")
         return self._index
 
@@ -195,26 +207,16 @@ class RagService:
             raise NotFound(f"no document {doc_id!r} in the index")
         return index.documents[doc_id], index.sources[doc_id]
 
-    # --- writes (one writer, across processes: ``rag.writer``) ---------------------------------------
+    # --- the index holder of the writer (``rag.index.writer``) --------------------------------------
     @property
     def loaded_index(self) -> Index | None:
         return self._index
 
-    def swap_index(self, index: Index | None) -> None:
+    def swap_index(self, index: Index | None, problem: IndexOutdated | None = None) -> None:
         """Make ``index`` the one requests read: one reference assignment, so readers never wait."""
         if index is not None:
             index.check_embedder(self.embedder.name, self.embedder.dim)
-        self._index = index
-
-    def ingest_folder(self, paths: Sequence[Path]) -> None:
-        self.writer.ingest(paths)
-
-    def add_document(self, name: str, data: bytes) -> DocRecord:
-        """Store an uploaded file in the corpus folder and index it, live."""
-        return self.writer.add(self.writer.prepare(name, data), data)
-
-    def delete_document(self, doc_id: str) -> None:
-        self.writer.delete(doc_id)
+        self._index, self.problem = index, problem
 
     # --- search ------------------------------------------------------------------------------------
     def retrieval_config(self) -> RetrievalConfig:
@@ -252,8 +254,8 @@ class RagService:
         if plan.refusal:
             yield self._refusal(plan.traditional, plan.refusal, timings, started)
             return
-        writer = VerifiedWriter(lambda text: self._verdict(text, plan), plan.traditional,
-                                self._completer(plan) if plan.intent.kind == "list" else None)
+        verifier = StreamVerifier(lambda text: self._verdict(text, plan), plan.traditional,
+                                  self._completer(plan) if plan.intent.kind == "list" else None)
         completion: Completion | None = None
         with self.generation_lock:
             for item in self.generator.stream(plan.chat, max_tokens or self.settings.max_tokens,
@@ -262,13 +264,13 @@ class RagService:
                     completion = item
                     continue
                 timings.setdefault("model_first_token", time.perf_counter() - started)
-                piece = writer.feed(item)
+                piece = verifier.feed(item)
                 if piece:
                     timings.setdefault("first_token", time.perf_counter() - started)
                 yield piece
         assert completion is not None
         timings["generate"] = time.perf_counter() - started - timings["retrieve"]
-        verdict, rest = writer.finish(completion.text)
+        verdict, rest = verifier.finish(completion.text)
         if verdict.reason:
             refusal = self._refusal(plan.traditional, verdict.reason, timings, started)
             yield Answer(refusal.text, (), True, completion.prompt_tokens, completion.completion_tokens,
@@ -278,7 +280,7 @@ class RagService:
             timings.setdefault("first_token", time.perf_counter() - started)
             yield rest
         timings["total"] = time.perf_counter() - started
-        yield Answer(writer.sent, verdict.citations, False, completion.prompt_tokens, completion.completion_tokens,
+        yield Answer(verifier.sent, verdict.citations, False, completion.prompt_tokens, completion.completion_tokens,
                      verdict.cut, timings, plan.shown)
 
     @staticmethod
@@ -452,10 +454,12 @@ def with_pages(citation: Citation, index: Index) -> Citation:
     return replace(citation, page=page, page_end=page_end) if page else citation
 
 
-def build_service(settings: Settings) -> RagService:
-    """Load the models and the index named by ``settings``."""
-    embedder = build_embedder(settings)
-    generator = build_generator(settings)
+def build_service(settings: Settings, parts: Parts | None = None, *, generate: bool = True) -> RagService:
+    """Load the models (``parts``, by default those ``settings`` name) and the index named by ``settings``;
+    with ``generate`` false, no generator: the service searches only."""
+    parts = parts or Parts()
+    embedder = parts.embedder(settings)
+    generator = parts.generator(settings) if generate else None
     problem = None
     try:
         index: Index | None = open_index(settings)
@@ -463,6 +467,4 @@ def build_service(settings: Settings) -> RagService:
         index = None
     except IndexOutdated as exc:  # served as this error (and /health says it) until a rebuild
         index, problem = None, exc
-    service = RagService(settings, embedder, generator, index)
-    service.writer.problem = problem
-    return service
+    return RagService(settings, embedder, generator, index, problem)

@@ -113,7 +113,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         started = time.perf_counter()
-        self.process = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--port", str(self.port)],
+        self.process = subprocess.Popen([*fake_rag(repo), "serve", "--port", str(self.port)],
                                         cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.client = httpx.Client(base_url=self.url, timeout=600)
         while True:
@@ -159,23 +159,36 @@ class Server:
             self.process.wait()
 
 
+def fake_rag(repo: Path) -> list[str]:
+    """The ``rag`` command of ``repo`` on the fake embedder and generator: ``tests/fakes`` hands them in; a
+    checkout from before the fakes left the settings selects them with ``fake_env``."""
+    fakes = (repo / "tests" / "fakes" / "__main__.py").exists()
+    return [sys.executable, "-m", "tests.fakes" if fakes else "rag.cli"]
+
+
+def fake_env(repo: Path) -> dict[str, str]:
+    if (repo / "tests" / "fakes" / "__main__.py").exists():
+        return {}
+    return {"RAG_EMBED_BACKEND": "fake", "RAG_LLM_BACKEND": "fake"}
+
+
 def measure(repo: Path, corpus: Path, work: Path, queries: int, rounds: int,
             built: Path | None = None) -> dict[str, Any]:
     """The numbers of one size. With ``built`` (a folder), the index is built there once and copied for each
     run instead of ingested again (its ``build_s`` is then the copy's)."""
-    env = {**os.environ, "PYTHONPATH": str(repo), "RAG_EMBED_BACKEND": "fake", "RAG_LLM_BACKEND": "fake",
+    env = {**os.environ, "PYTHONPATH": str(repo), **fake_env(repo),
            "RAG_INDEX_DIR": str(work / "index"), "RAG_CORPUS_DIR": str(work / "uploads"),
            "RAG_MODELS_DIR": str(work / "models"), "RAG_MIN_DENSE_SCORE": "0", "RAG_MIN_COVERAGE": "0",
            "RAG_UPLOAD_WAIT_SECONDS": "600"}
     started = time.perf_counter()
     if built is not None and not (built / "default" / "corpus.sqlite").exists():
         shutil.rmtree(built, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "rag.cli", "ingest", str(corpus)], cwd=repo, check=True,
+        subprocess.run([*fake_rag(repo), "ingest", str(corpus)], cwd=repo, check=True,
                        env={**env, "RAG_INDEX_DIR": str(built)}, stdout=subprocess.DEVNULL)
     if built is not None:
         shutil.copytree(built / "default", work / "index" / "default")
     else:
-        subprocess.run([sys.executable, "-m", "rag.cli", "ingest", str(corpus)], cwd=repo, env=env, check=True,
+        subprocess.run([*fake_rag(repo), "ingest", str(corpus)], cwd=repo, env=env, check=True,
                        stdout=subprocess.DEVNULL)
     build_s = time.perf_counter() - started
     paragraphs, rng = sample_paragraphs(), random.Random(11)

@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--show", action="store_true", help="print the questions that miss or are refused")
     args = parser.parse_args()
     items = [json.loads(line) for line in Path(args.gold).read_text("utf-8").splitlines() if line.strip()]
-    service = build_service(Settings(llm_backend="fake"))
+    service = build_service(Settings(), generate=False)  # what the model is shown; no model is asked
     counts: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for item in (i for i in items if i.get("split") == args.split):
         plan = service.prepare([*item.get("history", []), {"role": "user", "content": item["question"]}])

@@ -25,8 +25,8 @@ from typing import Any
 from rag.config import Settings
 from rag.embed import build_embedder
 from rag.eval import run_eval
+from rag.index.writer import IndexWriter, LocalIndex
 from rag.service import build_service
-from rag.writer import IndexWriter, LocalIndex
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "formats"

@@ -58,8 +58,10 @@ class Server:
         self.workdir = workdir
         self.corpus = workdir / "corpus"
         self.index = workdir / "index"
+        # `rag` on the fake generator (tests/fakes), and the fake embedder unless the real one is asked for
+        self.rag = [sys.executable, "-m", "tests.fakes", *(["--real-embedder"] if embedder != "fake" else [])]
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), "RAG_CORPUS_DIR": str(self.corpus),
-                    "RAG_INDEX_DIR": str(self.index), "RAG_EMBED_BACKEND": embedder, "RAG_LLM_BACKEND": "fake",
+                    "RAG_INDEX_DIR": str(self.index),
                     "RAG_MODELS_DIR": os.environ.get("RAG_MODELS_DIR", str(ROOT / "models")),
                     "RAG_ALLOWED_HOSTS": "127.0.0.1", **env}
         self.env.pop("RAG_API_KEY", None)
@@ -76,14 +78,14 @@ class Server:
         shutil.rmtree(self.workdir, ignore_errors=True)
         self.workdir.mkdir(parents=True)
         shutil.copytree(ROOT / "corpus", self.corpus)
-        subprocess.run([sys.executable, "-m", "rag.cli", "ingest"], env=self.env, cwd=self.workdir, check=True,
+        subprocess.run([*self.rag, "ingest"], env=self.env, cwd=self.workdir, check=True,
                        stdout=subprocess.DEVNULL)
 
     def start(self, timeout: float = 180.0) -> None:
         self.port = free_port()
         log = (self.workdir / f"server-{self.starts}.log").open("wb")
         self.starts += 1
-        self.proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--host", "127.0.0.1", "--port",
+        self.proc = subprocess.Popen([*self.rag, "serve", "--host", "127.0.0.1", "--port",
                                       str(self.port)], env=self.env, cwd=self.workdir, stdout=log,
                                      stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -417,7 +419,7 @@ def rebuild_loop(args: argparse.Namespace, work: Path) -> Phase:
     for n in range(args.rebuild_documents):  # so that building, not starting Python, is most of a rebuild
         (server.corpus / f"r{n:04d}.txt").write_bytes(document_text(n, 8))
     documents = str(len(list(server.corpus.iterdir())))
-    rebuild = [sys.executable, "-m", "rag.cli", "ingest", "--rebuild", str(server.corpus)]
+    rebuild = [*server.rag, "ingest", "--rebuild", str(server.corpus)]
     started = time.monotonic()
     subprocess.run(rebuild, env=server.env, cwd=server.workdir, check=True, stdout=subprocess.DEVNULL)
     whole = time.monotonic() - started  # one uninterrupted rebuild, to spread the kills over
@@ -446,7 +448,7 @@ def rebuild_loop(args: argparse.Namespace, work: Path) -> Phase:
                 phase.problems += [f"rebuild {n}: {p}" for p in agreement(server, client)]
                 if not client.post("/v1/search", json={"query": "阳山县", "top_k": 3}).json()["results"]:
                     phase.problems.append(f"rebuild {n}: a search found nothing")
-        subprocess.run([sys.executable, "-m", "rag.cli", "ingest"], env=server.env, cwd=server.workdir, check=True,
+        subprocess.run([*server.rag, "ingest"], env=server.env, cwd=server.workdir, check=True,
                        stdout=subprocess.DEVNULL)  # the next writer settles what the last kill left
     finally:
         server.stop()

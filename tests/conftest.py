@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from rag.config import Settings
-from rag.embed import FakeEmbedder, build_embedder
+from rag.embed import build_embedder
 from rag.index import Index
 from rag.ingest import ingest_paths, open_or_create
+from tests.fakes import FakeEmbedder
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -27,14 +28,14 @@ def corpus_dir() -> Path:
 @pytest.fixture
 def fake_settings(tmp_path: Path, corpus_dir: Path) -> Settings:
     """Settings with the fake backends and every writable location under ``tmp_path``."""
-    return Settings(embed_backend="fake", llm_backend="fake", index_dir=tmp_path / "index",
+    return Settings(index_dir=tmp_path / "index",
                     corpus_dir=corpus_dir, models_dir=tmp_path / "models")
 
 
 @pytest.fixture(scope="session")
 def index(tmp_path_factory: pytest.TempPathFactory) -> Index:
     """The sample corpus indexed with the fake embedder (default chunker settings)."""
-    settings = Settings(embed_backend="fake", llm_backend="fake", index_dir=tmp_path_factory.mktemp("fake-index"))
+    settings = Settings(index_dir=tmp_path_factory.mktemp("fake-index"))
     built, _ = ingest_paths([REPO / "corpus"], settings, FakeEmbedder(), None)
     return built
 

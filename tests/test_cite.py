@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from rag.cite import cite, grounding, miscounted, numbers, says_not_found, support, unsupported_numbers, verify
-from rag.embed import FakeEmbedder
 from rag.index import Index
 from rag.prompt import candidate_sentences
 from rag.question import analyse
 from rag.retrieve import search
 from rag.types import Citation, Sentence
+from tests.fakes import FakeEmbedder
 
 REPO = Path(__file__).resolve().parent.parent
 DOC_000 = "000_ae0e48cc884afd96.txt"

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from rag.embed import FakeEmbedder
 from rag.evidence import MUST_PENALTY, Evidence, EvidenceJudge, content_words
 from rag.index import Index
 from rag.question import analyse
 from rag.retrieve import search
+from tests.fakes import FakeEmbedder
 
 REPO = Path(__file__).resolve().parent.parent
 DOC_000 = "000_ae0e48cc884afd96.txt"

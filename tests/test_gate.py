@@ -12,6 +12,7 @@ from rag import cli
 from rag.config import Settings
 from rag.eval import EvalError, load_gold
 from rag.eval.gate import gate_passed, run_gate
+from tests.fakes import FAKE_PARTS
 
 REPO = Path(__file__).resolve().parent.parent
 GOLD_IDS = ("q001", "q002", "q024", "q069", "q070")
@@ -21,7 +22,7 @@ GOLD_IDS = ("q001", "q002", "q024", "q069", "q070")
 def gate_env(fake_settings: Settings, tmp_path: Path) -> tuple[Settings, Path]:
     """An indexed sample corpus and a five-question gold file taken from the shipped one."""
     args = cli.build_parser().parse_args(["ingest", "--rebuild", str(fake_settings.corpus_dir)])
-    args.func(args, fake_settings)
+    args.func(args, fake_settings, FAKE_PARTS)
     rows = [json.loads(line) for line in (REPO / "eval" / "gold.jsonl").read_text("utf-8").splitlines()]
     gold = tmp_path / "gold.jsonl"
     gold.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows if r["id"] in GOLD_IDS),
@@ -39,7 +40,7 @@ def write_thresholds(path: Path, **sections: object) -> Path:
 def test_no_llm_gate_never_passes_the_parts_it_skipped(gate_env: tuple[Settings, Path], tmp_path: Path) -> None:
     settings, gold = gate_env
     sections = run_gate(settings, gold, write_thresholds(tmp_path / "t.json"), tmp_path / "gate",
-                        adversarial_dir=REPO / "eval" / "adversarial", no_llm=True)
+                        adversarial_dir=REPO / "eval" / "adversarial", no_llm=True, parts=FAKE_PARTS)
     assert [(s.name, s.status, s.why) for s in sections] == [
         ("retrieval", "passed", ""), ("full", "not run", "--no-llm"), ("adversarial", "not run", "--no-llm")]
     assert not gate_passed(sections)
@@ -54,7 +55,8 @@ def test_gate_runs_every_part_and_the_adversarial_set_on_its_own_index(gate_env:
     settings, gold = gate_env
     corpus_before = sorted(p.name for p in settings.corpus_dir.iterdir())
     thresholds = write_thresholds(tmp_path / "t.json", adversarial={"adversarial_pass": {"min": 1.01}})
-    sections = run_gate(settings, gold, thresholds, tmp_path / "gate", adversarial_dir=REPO / "eval" / "adversarial")
+    sections = run_gate(settings, gold, thresholds, tmp_path / "gate", adversarial_dir=REPO / "eval" / "adversarial",
+                        parts=FAKE_PARTS)
     assert [(s.name, s.status) for s in sections] == [
         ("retrieval", "passed"), ("full", "passed"), ("adversarial", "failed")]
     assert sections[2].failures[0].startswith("adversarial_pass ")
@@ -73,7 +75,7 @@ def test_gate_subset_must_come_from_the_gate_split(gate_env: tuple[Settings, Pat
     settings, gold = gate_env
     with pytest.raises(EvalError, match="must come from the 'test' split; these do not: q002"):
         run_gate(settings, gold, write_thresholds(tmp_path / "t.json", full_subset_ids=["q001", "q002"]),
-                 tmp_path / "gate", no_llm=True)
+                 tmp_path / "gate", no_llm=True, parts=FAKE_PARTS)
 
 
 def test_cli_gate_rejects_a_chosen_k_and_reports_incomplete(gate_env: tuple[Settings, Path], tmp_path: Path,
@@ -84,9 +86,9 @@ def test_cli_gate_rejects_a_chosen_k_and_reports_incomplete(gate_env: tuple[Sett
         monkeypatch.setenv(f"RAG_{name.upper()}", str(getattr(settings, name)))
     thresholds = write_thresholds(tmp_path / "t.json")
     base = ["eval", "--gate", "--gold", str(gold), "--thresholds", str(thresholds), "--out", str(tmp_path / "g")]
-    assert cli.main([*base, "-k", "50"]) == 2
+    assert cli.main([*base, "-k", "50"], FAKE_PARTS) == 2
     assert "fixed by the thresholds file" in capsys.readouterr().err
-    assert cli.main([*base, "--no-llm"]) == 1
+    assert cli.main([*base, "--no-llm"], FAKE_PARTS) == 1
     out = capsys.readouterr().out
     assert "full: NOT RUN (--no-llm)" in out and "quality gate: passed" not in out
     assert "quality gate: incomplete" in out

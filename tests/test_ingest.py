@@ -11,12 +11,13 @@ import pytest
 
 from rag.chunk import chunk_document
 from rag.config import Settings
-from rag.embed import FakeEmbedder, passage_text
+from rag.embed import passage_text
 from rag.errors import IndexMismatch
 from rag.formats import Skipped, read_document
 from rag.index import Index
 from rag.ingest import IngestReport, ingest_paths
 from rag.normalize import clean_document
+from tests.fakes import FakeEmbedder
 
 DOC_IDS = ["000_ae0e48cc884afd96.txt", "001_079ce6fb03cbab58.txt", "002_9f3d902dfed96728.txt",
            "003_727ffb95bee0db86.txt", "004_c849ceb370c41d84.txt"]

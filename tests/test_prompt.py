@@ -12,8 +12,6 @@ import pytest
 
 from rag import prompt as prompting
 from rag.cite import has_quantity
-from rag.embed import FakeEmbedder
-from rag.generate import FakeGenerator
 from rag.index import Index
 from rag.normalize import to_simplified
 from rag.prompt import (
@@ -33,6 +31,7 @@ from rag.question import analyse
 from rag.retrieve import search
 from rag.service import RagService
 from rag.types import Hit, Sentence
+from tests.fakes import FakeEmbedder, FakeGenerator
 
 REPO = Path(__file__).resolve().parent.parent
 DOC_000 = "000_ae0e48cc884afd96.txt"

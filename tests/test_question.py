@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag.embed import FakeEmbedder
 from rag.errors import InvalidRequest
 from rag.question import analyse
+from tests.fakes import FakeEmbedder
 
 
 class CountingEmbedder(FakeEmbedder):

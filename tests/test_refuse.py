@@ -11,7 +11,7 @@ from rag.normalize import to_simplified
 from rag.refuse import AFTER, BEFORE, CHECKS, Answered, Refuser, is_structured
 from rag.types import Citation, Sentence
 
-REFUSER = Refuser(Settings(embed_backend="fake", llm_backend="fake"))
+REFUSER = Refuser(Settings())
 MEETING = "2月19日,2024年辽源市教育系统领导干部大会在市第五中学召开。"
 DIRECTOR = "市教育局党组书记、局长高凯出席会议并讲话。市教育局党组成员、副局长郎冬岩主持会议。"
 BYLINE = "記者:段燦"

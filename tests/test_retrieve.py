@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.embed import FakeEmbedder
 from rag.errors import InvalidRequest
 from rag.index import DocRecord, DocumentEntry, Index, IndexSpec
 from rag.normalize import is_traditional, to_simplified
 from rag.question import Question, analyse
 from rag.retrieve import RetrievalConfig, search
 from rag.types import Chunk, Hit
+from tests.fakes import FakeEmbedder
 
 REPO = Path(__file__).resolve().parent.parent
 DOC_000, DOC_003, DOC_004 = "000_ae0e48cc884afd96.txt", "003_727ffb95bee0db86.txt", "004_c849ceb370c41d84.txt"

@@ -1,5 +1,5 @@
-"""Tests for ``rag.service``: ``RagService`` with the fake embedder and generator, ``validate_messages``
-and ``sanitize_name``."""
+"""Tests for ``rag.service``: ``RagService`` with the fake embedder and generator (and an index writer beside
+it), ``validate_messages`` and ``sanitize_name``."""
 
 from __future__ import annotations
 
@@ -10,15 +10,16 @@ from pathlib import Path
 import pytest
 
 from rag.config import Settings
-from rag.embed import FakeEmbedder
 from rag.errors import DocumentError, IndexMismatch, InvalidRequest, NotFound, NotReady
 from rag.formats import read_document
-from rag.generate import Completion, FakeGenerator
-from rag.index import Index
+from rag.generate import Completion
+from rag.index import DocRecord, Index
+from rag.index.writer import IndexWriter, sanitize_name
 from rag.ingest import ingest_paths
 from rag.normalize import clean, to_simplified, to_traditional
-from rag.service import RagService, Verdict, VerifiedWriter, sanitize_name, validate_messages
+from rag.service import RagService, StreamVerifier, Verdict, validate_messages
 from rag.types import Answer, Citation
+from tests.fakes import FakeEmbedder, FakeGenerator
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_CORPUS = REPO / "corpus"
@@ -27,6 +28,16 @@ REFUSAL = (REPO / "prompts" / "refusal.txt").read_text("utf-8").strip()
 
 RANK_QUESTION = "阳山县在清远市排名第几？"
 FOLLOW_UP = "那在北部生态发展区呢？"
+
+
+def upload(service: RagService, name: str, data: bytes) -> DocRecord:
+    """Upload through an index writer beside ``service``, as the app builds one."""
+    writer = IndexWriter(service.settings, service.embedder, service)
+    return writer.add(writer.prepare(name, data), data)
+
+
+def remove(service: RagService, doc_id: str) -> None:
+    IndexWriter(service.settings, service.embedder, service).delete(doc_id)
 
 
 # --- fixtures and fakes -------------------------------------------------------------------------------
@@ -49,7 +60,7 @@ def make_settings(root: Path, **overrides: object) -> Settings:
         shutil.copytree(SAMPLE_CORPUS, corpus)
         for f in corpus.iterdir():
             f.chmod(0o644)
-    return Settings(embed_backend="fake", llm_backend="fake", index_dir=root / "index", corpus_dir=corpus,
+    return Settings(index_dir=root / "index", corpus_dir=corpus,
                     models_dir=root / "models", min_dense_score=0.0, **overrides)  # type: ignore[arg-type]
 
 
@@ -265,7 +276,7 @@ def test_add_and_delete_document_live(tmp_path: Path) -> None:
     text = "山海县教育报告\n山海县共有学校四十二所，教师一千名。\n"
     data = text.encode("gbk")
 
-    record = service.add_document("../山海.txt", data)
+    record = upload(service, "../山海.txt", data)
 
     assert record.doc_id == "山海.txt"
     assert record.characters == len(text)
@@ -274,13 +285,13 @@ def test_add_and_delete_document_live(tmp_path: Path) -> None:
     assert service.search("山海县共有学校", 1)[0].chunk.doc_id == "山海.txt"
     assert "山海.txt" in Index.open(settings.index_path).documents
 
-    service.delete_document("山海.txt")
+    remove(service, "山海.txt")
 
     assert "山海.txt" not in {d.doc_id for d in service.documents()}
     assert not (settings.corpus_dir / "山海.txt").exists()
     assert "山海.txt" not in Index.open(settings.index_path).documents
     with pytest.raises(NotFound, match="山海.txt"):
-        service.delete_document("山海.txt")
+        remove(service, "山海.txt")
 
 
 def test_add_document_rejects_undecodable_bytes_and_keeps_the_index(tmp_path: Path) -> None:
@@ -288,7 +299,7 @@ def test_add_document_rejects_undecodable_bytes_and_keeps_the_index(tmp_path: Pa
     index, _ = ingest_paths([settings.corpus_dir], settings, FakeEmbedder(), None)
     service = RagService(settings, FakeEmbedder(), FakeGenerator(), index)
     with pytest.raises(DocumentError, match="bad.txt"):
-        service.add_document("bad.txt", b"\xff\xff\xfe\xfa not text")
+        upload(service, "bad.txt", b"\xff\xff\xfe\xfa not text")
     assert service.index is index
     assert not (settings.corpus_dir / "bad.txt").exists()
     assert set(Index.open(settings.index_path).documents) == set(index.documents)
@@ -385,11 +396,11 @@ def test_a_miscopied_list_is_completed_from_the_source_and_streamed_only_whole(
 
 
 def _stream_verified(deltas: Sequence[str], bad: str) -> tuple[list[str], Verdict, str]:
-    """Feed ``deltas`` to a ``VerifiedWriter`` whose checks fail any text containing ``bad``."""
+    """Feed ``deltas`` to a ``StreamVerifier`` whose checks fail any text containing ``bad``."""
     def verdict(text: str) -> Verdict:
         return Verdict(f"invented_numbers: {bad}") if bad in text else Verdict("", informs=True)
 
-    writer = VerifiedWriter(verdict, traditional=False)
+    writer = StreamVerifier(verdict, traditional=False)
     sent = [writer.feed(d) for d in deltas]
     final, rest = writer.finish("".join(deltas))
     return [*sent, rest], final, writer.sent
@@ -422,7 +433,7 @@ def test_a_completed_answer_is_sent_whole_and_only_when_it_passes(completed: str
     def verdict(text: str) -> Verdict:
         return Verdict("invented_numbers: 咖啡") if "咖啡" in text else Verdict("", informs=True)
 
-    writer = VerifiedWriter(verdict, traditional=False, complete=lambda text: completed)
+    writer = StreamVerifier(verdict, traditional=False, complete=lambda text: completed)
     sent = [writer.feed(d) for d in ["茶叶", "、蔬", "菜。"]]
     final, rest = writer.finish("茶叶、蔬菜。")
     assert sent == ["", "", ""] and rest == writer.sent == expected and not final.reason
@@ -512,7 +523,7 @@ def test_injected_sentences_never_reach_the_model_and_cannot_answer(tmp_path: Pa
     index, _ = ingest_paths([settings.corpus_dir], settings, FakeEmbedder(), None)
     generator = RecordingGenerator()
     service = RagService(settings, FakeEmbedder(), generator, index)
-    service.add_document("月湖小学.txt", INJECTED.encode())
+    upload(service, "月湖小学.txt", INJECTED.encode())
 
     answer = service.answer([user("月湖小学的校训是什么？")])
     prompt = generator.calls[-1][1]["content"]

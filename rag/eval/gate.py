@@ -10,6 +10,7 @@ from typing import Any
 from rag.config import Settings
 from rag.eval.gold import SPLITS, EvalError, GoldItem, load_gold
 from rag.eval.run import run_adversarial, run_eval
+from rag.parts import Parts
 
 SECTIONS = ("retrieval", "full", "adversarial")
 
@@ -120,16 +121,16 @@ class SectionResult:
 
 def run_gate(settings: Settings, gold_path: Path | str, thresholds_path: Path | str, out_dir: Path | str, *,
              adversarial_dir: Path | str | None = None, url: str | None = None, api_key: str | None = None,
-             no_llm: bool = False, progress: bool = False) -> list[SectionResult]:
+             no_llm: bool = False, progress: bool = False, parts: Parts | None = None) -> list[SectionResult]:
     """The CI gate, every run with the thresholds' ``split`` and ``k``: retrieval on the whole split
     without the LLM; the full pipeline on ``full_subset_ids`` (the whole split when empty); the adversarial
-    set on its own temporary index (in process only). A part that cannot run here is ``not run``, never
-    ``passed``."""
+    set on its own temporary index (in process only), each in process on the models ``parts`` builds. A part
+    that cannot run here is ``not run``, never ``passed``."""
     thresholds = load_thresholds(thresholds_path)
     split, k, out = thresholds.get("split", "test"), thresholds.get("k", 5), Path(out_dir)
     subset = thresholds.get("full_subset_ids") or None
     _check_subset(load_gold(gold_path), subset, split)
-    common: dict[str, Any] = {"url": url, "api_key": api_key, "k": k, "progress": progress}
+    common: dict[str, Any] = {"url": url, "api_key": api_key, "k": k, "progress": progress, "parts": parts}
     retrieval = run_eval(settings, gold_path, out / "retrieval", no_llm=True, split=split, **common)
     sections = [_judge("retrieval", retrieval, thresholds)]
     if no_llm:
@@ -139,7 +140,8 @@ def run_gate(settings: Settings, gold_path: Path | str, thresholds_path: Path | 
     if url is not None or adversarial_dir is None:
         why = "needs its own index, so it runs in process only" if url else "no adversarial set given"
         return sections + [SectionResult("adversarial", "not run", why=why)]
-    adversarial = run_adversarial(settings, adversarial_dir, out / "adversarial", k=k, progress=progress)
+    adversarial = run_adversarial(settings, adversarial_dir, out / "adversarial", k=k, progress=progress,
+                                  parts=parts)
     return sections + [_judge("adversarial", adversarial, thresholds)]
 
 

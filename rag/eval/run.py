@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
 import logging
 import shutil
 import tempfile
@@ -20,6 +19,7 @@ from tqdm import tqdm
 from rag.config import Settings
 from rag.errors import NotReady, RagError
 from rag.eval.backends import HTTP_TIMEOUT, Backend, HttpBackend, InProcessBackend, Service
+from rag.eval.baseline import beside, write_peer
 from rag.eval.gold import (
     SPLITS,
     EvalError,
@@ -34,6 +34,7 @@ from rag.eval.gold import (
 from rag.eval.metrics import AnswerOutcome, CitationCheck, QuestionResult, RetrievalOutcome, compute_metrics
 from rag.eval.report import write_outputs
 from rag.eval.spans import SpanChecker, default_span_functions
+from rag.parts import Parts
 from rag.types import Citation
 
 log = logging.getLogger(__name__)
@@ -87,10 +88,12 @@ def run_eval(settings: Settings, gold_path: Path | str, out_dir: Path | str, *, 
              api_key: str | None = None, no_llm: bool = False, limit: int | None = None,
              ids: Sequence[str] | None = None, k: int = 5, progress: bool = True,
              client: httpx.Client | None = None, service: Service | None = None,
-             split: str | None = None) -> dict[str, Any]:
+             split: str | None = None, parts: Parts | None = None, baseline: bool = False) -> dict[str, Any]:
     """Evaluate the gold set and write ``summary.json``, ``report.md`` and ``results.jsonl`` into
     ``out_dir``; return the summary. HTTP mode when ``url`` or ``client`` is given, else in process
-    (``service``, or ``rag.service.build_service(settings)``)."""
+    (``service``, or one built from ``settings`` and ``parts``; with ``no_llm``, without a generator).
+    With ``baseline`` (in process only), each question is asked of the naive baseline right after the
+    service; its files go to ``out_dir/baseline`` and its metrics to the summary's ``baseline``."""
     _check_args(k, limit)
     gold_path = Path(gold_path)
     items = select_items(load_gold(gold_path), ids, limit, split)
@@ -99,9 +102,20 @@ def run_eval(settings: Settings, gold_path: Path | str, out_dir: Path | str, *, 
     checker = SpanChecker(settings.corpus_dir, *default_span_functions())
     http = url is not None or client is not None
     started = time.perf_counter()
-    with _open_backend(settings, url, api_key, client, service, no_llm) as backend:
-        results = [evaluate_question(backend, item, k, not no_llm, checker)
-                   for item in tqdm(items, desc="rag eval", unit="q", disable=not progress)]
+    if baseline and (http or no_llm):
+        raise EvalError("the baseline runs in process, with the model: drop --url and --no-llm")
+    if baseline and service is None:
+        from rag.service import build_service
+
+        service = build_service(settings, parts)
+    peer = beside(service, settings, parts or Parts()) if baseline and service is not None else None
+    results: list[QuestionResult] = []
+    peers: list[QuestionResult] = []
+    with _open_backend(settings, url, api_key, client, service, parts, no_llm) as backend:
+        for item in tqdm(items, desc="rag eval", unit="q", disable=not progress):
+            results.append(evaluate_question(backend, item, k, not no_llm, checker))
+            if peer is not None:  # back to back, so each row has its peer from the same moment
+                peers.append(evaluate_question(peer, item, k, True, checker))
     summary = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "mode": "http" if http else "in-process", "url": url, "no_llm": no_llm, "k": k,
@@ -114,13 +128,16 @@ def run_eval(settings: Settings, gold_path: Path | str, out_dir: Path | str, *, 
                      for name in SPLITS if any(r.item.split == name for r in results)},
         "settings": _settings_snapshot(settings),
     }
+    if peer is not None:
+        summary["baseline"] = write_peer(Path(out_dir) / "baseline", summary, peers)
     write_outputs(Path(out_dir), summary, results)
     log.info("eval: %d questions in %.1f s, written to %s", len(items), summary["duration_s"], out_dir)
     return summary
 
 
 def run_adversarial(settings: Settings, cases_dir: Path | str, out_dir: Path | str, *, k: int = 5,
-                    progress: bool = True, service: Service | None = None) -> dict[str, Any]:
+                    progress: bool = True, service: Service | None = None,
+                    parts: Parts | None = None) -> dict[str, Any]:
     """Run the adversarial set: ingest ``cases_dir/docs`` into a temporary corpus and index of their own
     (never ``corpus/`` nor the configured index), then evaluate ``cases_dir/cases.jsonl`` against them."""
     cases_dir = Path(cases_dir)
@@ -131,22 +148,17 @@ def run_adversarial(settings: Settings, cases_dir: Path | str, out_dir: Path | s
         shutil.copytree(cases_dir / "docs", corpus)
         isolated = settings.model_copy(update={"corpus_dir": corpus, "index_dir": Path(tmp) / "index"})
         if service is None:
-            _ingest(isolated)
-        return run_eval(isolated, cases_dir / "cases.jsonl", out_dir, k=k, progress=progress, service=service)
+            _ingest(isolated, parts or Parts())
+        return run_eval(isolated, cases_dir / "cases.jsonl", out_dir, k=k, progress=progress, service=service,
+                        parts=parts)
 
 
-def _ingest(settings: Settings) -> None:
-    """Index ``settings.corpus_dir`` exactly as ``rag ingest --rebuild`` does (its output goes to the log)."""
-    import contextlib
-    import io
+def _ingest(settings: Settings, parts: Parts) -> None:
+    """Index ``settings.corpus_dir`` as ``rag ingest --rebuild`` does."""
+    from rag.index.writer import IndexWriter, LocalIndex
 
-    from rag.cli import build_parser
-
-    args = build_parser().parse_args(["ingest", "--rebuild", str(settings.corpus_dir)])
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        args.func(args, settings)
-    log.info("adversarial index: %s", printed.getvalue().strip())
+    report = IndexWriter(settings, parts.embedder(settings), LocalIndex()).ingest([settings.corpus_dir], rebuild=True)
+    log.info("adversarial index: %s", report.summary())
 
 
 def _check_args(k: int, limit: int | None) -> None:
@@ -158,7 +170,7 @@ def _check_args(k: int, limit: int | None) -> None:
 
 @contextmanager
 def _open_backend(settings: Settings, url: str | None, api_key: str | None, client: httpx.Client | None,
-                  service: Service | None, no_llm: bool) -> Iterator[Backend]:
+                  service: Service | None, parts: Parts | None, no_llm: bool) -> Iterator[Backend]:
     if url is not None or client is not None:
         if client is not None:
             yield HttpBackend(client, url or "", api_key)
@@ -166,15 +178,12 @@ def _open_backend(settings: Settings, url: str | None, api_key: str | None, clie
         with httpx.Client(timeout=HTTP_TIMEOUT) as owned:
             yield HttpBackend(owned, url or "", api_key)
         return
-    yield InProcessBackend(service or _build_service(settings, no_llm))
+    if service is None:
+        from rag.service import build_service  # the models load only for an in-process run
 
-
-def _build_service(settings: Settings, no_llm: bool) -> Service:
-    build_service = importlib.import_module("rag.service").build_service
-    if no_llm:  # retrieval only: do not spend time and memory loading the GGUF model
-        settings = settings.model_copy(update={"llm_backend": "fake"})
-    service: Service = build_service(settings)
-    return service
+        # retrieval only: no generator is built, so the GGUF model costs neither time nor memory
+        service = build_service(settings, parts, generate=not no_llm)
+    yield InProcessBackend(service)
 
 
 def _settings_snapshot(settings: Settings) -> dict[str, Any]:

@@ -37,8 +37,8 @@ from rag.errors import IndexLocked, IndexMismatch, IndexOutdated, NotReady
 from rag.index import corpus as corpus_store
 from rag.index.corpus import CorpusStore, DocRecord, DocumentEntry, Records, Sources
 from rag.index.lexical import LexicalIndex
+from rag.index.lock import IndexLock
 from rag.index.vectors import VectorIndex, VectorSpec, open_vectors
-from rag.lock import IndexLock
 from rag.types import Chunk, Sentence
 
 log = logging.getLogger(__name__)
@@ -371,7 +371,7 @@ def interrupted_rebuild(root: Path) -> bool:
 
 def settle_replace(root: Path) -> None:
     """Finish or undo a ``replace_index`` a crash interrupted and drop an unfinished rebuild; the caller holds
-    the index lock (``rag.lock``), so no rebuild is running."""
+    the index lock (``rag.index.lock``), so no rebuild is running."""
     previous, staging = _previous(root), staging_path(root)
     if previous.exists():
         if root.exists():  # the new index was in: only the deletion of the previous one was cut

@@ -1,7 +1,5 @@
-"""HTTP schemas and routes: OpenAI-compatible chat completions, search, documents, health.
-
-Pydantic lives here only, at the edge; inside, the frozen dataclasses of ``rag.types`` carry the data.
-"""
+"""HTTP routes: OpenAI-compatible chat completions, search, documents, health; the generation gate and the
+stream session. The request and response bodies are in ``rag.server.schemas``."""
 
 from __future__ import annotations
 
@@ -12,155 +10,35 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Depends, File, Request, UploadFile
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as FormFile
 
 from rag.errors import Busy, InvalidRequest, PayloadTooLarge, RagError
-from rag.index import DocRecord
+from rag.index.writer import IndexWriter
 from rag.jobs import Job, JobQueue
-from rag.service import ROLES, RagService
+from rag.server.schemas import (
+    ChatRequest,
+    CitationOut,
+    DeletedOut,
+    DocumentList,
+    DocumentOut,
+    DocumentText,
+    ErrorOut,
+    JobOut,
+    SearchRequest,
+    SearchResponse,
+    SearchResult,
+    document_out,
+    job_out,
+)
+from rag.service import RagService
 from rag.types import Answer, Citation
-
-# --- schemas -----------------------------------------------------------------------------------------
-_ROLE_NAMES: list[Any] = sorted(ROLES)  # JSON schema values
-
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    role: str = Field(..., json_schema_extra={"enum": _ROLE_NAMES})  # checked (naming the value) by the service
-    content: str | list[dict[str, Any]] = ""
-
-    def text(self) -> str:
-        if isinstance(self.content, str):
-            return self.content
-        texts = [part.get("text") for part in self.content if part.get("type") == "text"]
-        if not all(isinstance(t, str) for t in texts):  # a JSON object is data, not a question to answer
-            raise InvalidRequest("a text content part must carry its text as a string")
-        return "".join(texts)  # type: ignore[arg-type]
-
-    @field_validator("content")
-    @classmethod
-    def _no_lone_surrogates(cls, content: str | list[dict[str, Any]]) -> str | list[dict[str, Any]]:
-        """JSON can spell a lone UTF-16 surrogate (``"\\udc00"``); it is no character, so no text to answer."""
-        text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ValueError(f"contains a lone surrogate U+{ord(text[exc.start]):04X} at {exc.start}: "
-                             "not valid Unicode text") from None
-        return content
-
-
-class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    model: str | None = None
-    messages: list[ChatMessage] = Field(..., min_length=1)
-    temperature: float | None = Field(None, ge=0, le=2)
-    max_tokens: int | None = Field(None, ge=1, le=2048)
-    stream: bool = False
-
-
-class SearchRequest(BaseModel):
-    query: str = Field(..., min_length=1)
-    top_k: int = Field(5, ge=1, le=100)
-    doc_ids: list[str] | None = None
-
-
-class CitationOut(BaseModel):
-    doc_id: str
-    start: int
-    end: int
-    text: str
-    section: str
-    page: int | None = Field(None, description="PDF only: 1-based page where the span starts")
-    page_end: int | None = Field(None, description="PDF only: the last page, when the span crosses a page")
-
-
-class SearchResult(BaseModel):
-    doc_id: str
-    chunk_id: str
-    start: int
-    end: int
-    section: str
-    text: str
-    score: float
-
-
-class SearchResponse(BaseModel):
-    results: list[SearchResult]
-
-
-class DocumentOut(BaseModel):
-    id: str
-    title: str
-    characters: int
-    chunks: int
-    sha256: str
-    ingested_at: str
-
-
-class DocumentText(DocumentOut):
-    """A document's text: the characters that ``start``/``end`` of chunks and citations index."""
-
-    object: Literal["document.text"] = "document.text"
-    text: str
-    pages: list[int] = Field(default_factory=list, description="PDF only: offset in text where each page starts")
-
-
-class DocumentList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[DocumentOut]
-
-
-class DeletedOut(BaseModel):
-    id: str
-    object: Literal["document"] = "document"
-    deleted: bool = True
-
-
-class ErrorBody(BaseModel):
-    type: str
-    message: str
-
-
-class ErrorOut(BaseModel):
-    """The one error envelope."""
-
-    error: ErrorBody
-
-
-class ProgressOut(BaseModel):
-    done: int
-    total: int
-
-
-class JobOut(BaseModel):
-    """An upload or delete running in the background: ``progress`` counts chunks embedded."""
-
-    id: str
-    status: Literal["queued", "running", "done", "failed"]
-    progress: ProgressOut
-    document: DocumentOut | None
-    error: ErrorBody | None
-
-
-def document_out(d: DocRecord) -> DocumentOut:
-    return DocumentOut(id=d.doc_id, title=d.title, characters=d.characters, chunks=d.chunks, sha256=d.sha256,
-                       ingested_at=d.ingested_at)
-
-
-def job_out(job: Job) -> JobOut:
-    error = ErrorBody(type=job.error.type, message=str(job.error)) if job.error is not None else None
-    document = document_out(job.result) if isinstance(job.result, DocRecord) else None
-    return JobOut(id=job.id, status=job.status, progress=ProgressOut(done=job.done, total=job.total),
-                  document=document, error=error)
 
 
 # --- the generation gate -----------------------------------------------------------------------------
@@ -189,6 +67,11 @@ class Gate:
 def get_service(request: Request) -> RagService:
     service: RagService = request.app.state.service
     return service
+
+
+def get_writer(request: Request) -> IndexWriter:
+    writer: IndexWriter = request.app.state.writer
+    return writer
 
 
 def get_jobs(request: Request) -> JobQueue:
@@ -246,6 +129,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 router = APIRouter(responses=ERRORS)
 v1 = APIRouter(prefix="/v1", responses=ERRORS)
 Service = Annotated[RagService, Depends(get_service)]
+Writer = Annotated[IndexWriter, Depends(get_writer)]
 Jobs = Annotated[JobQueue, Depends(get_jobs)]
 
 
@@ -259,7 +143,7 @@ def health_head() -> Response:
 def health(service: Service) -> dict[str, Any]:
     """Whether the service can answer, with the loaded model names and index counts."""
     index = service.index if service.ready else None  # counted by SQLite: reading every record took 27 ms at 100k
-    problem = {"error": {"type": p.type, "message": str(p)}} if (p := service.writer.problem) else {}
+    problem = {"error": {"type": p.type, "message": str(p)}} if (p := service.problem) else {}
     return {"status": "ready" if index is not None else "not_ready",
             "models": {"llm": service.generator.name, "embedder": service.embedder.name},
             "index": {"documents": len(index.documents) if index else 0, "chunks": index.chunk_count() if index else 0},
@@ -401,7 +285,7 @@ def document_text(doc_id: str, service: Service) -> DocumentText:
 
 @v1.post("/documents", response_model=DocumentOut, status_code=201,
          responses={202: {"model": JobOut, "description": "Still indexing: poll `Location` (/v1/jobs/{id})"}})
-async def upload_document(request: Request, service: Service, jobs: Jobs,
+async def upload_document(request: Request, service: Service, writer: Writer, jobs: Jobs,
                           file: UploadFile = File(...)) -> Any:  # noqa: B008
     """Upload one ``.txt``, ``.md``, ``.html``/``.htm``, ``.docx`` or ``.pdf`` file. 201 with the document
     when indexed within `RAG_UPLOAD_WAIT_SECONDS`,
@@ -416,8 +300,8 @@ async def upload_document(request: Request, service: Service, jobs: Jobs,
         raise PayloadTooLarge(f"the upload is larger than the limit of {limit:,} bytes")
     if not file.filename:
         raise InvalidRequest("the upload has no file name")
-    doc = await run_in_threadpool(service.writer.prepare, file.filename, data)
-    job = await settle(jobs.submit("upload", lambda job: service.writer.add(doc, data, job)),
+    doc = await run_in_threadpool(writer.prepare, file.filename, data)
+    job = await settle(jobs.submit("upload", lambda job: writer.add(doc, data, job)),
                        service.settings.upload_wait_seconds)
     if job.status == "failed" and job.error is not None:
         raise job.error
@@ -428,9 +312,9 @@ async def upload_document(request: Request, service: Service, jobs: Jobs,
 
 @v1.delete("/documents/{doc_id:path}", response_model=DeletedOut,
            responses={202: {"model": JobOut, "description": "Still removing: poll `Location` (/v1/jobs/{id})"}})
-async def delete_document(doc_id: str, service: Service, jobs: Jobs) -> Any:
+async def delete_document(doc_id: str, service: Service, writer: Writer, jobs: Jobs) -> Any:
     """Remove a document from the index and the corpus folder (200), or 202 with a job to poll."""
-    job = await settle(jobs.submit("delete", lambda job: service.writer.delete(doc_id, job)),
+    job = await settle(jobs.submit("delete", lambda job: writer.delete(doc_id, job)),
                        service.settings.upload_wait_seconds)
     if job.status == "failed" and job.error is not None:
         raise job.error

@@ -17,7 +17,9 @@ from starlette.routing import BaseRoute, Match
 from rag import __version__
 from rag.config import Settings
 from rag.errors import RagError
+from rag.index.writer import IndexWriter
 from rag.jobs import JobQueue, ReadsFirst
+from rag.parts import Parts
 from rag.server.api import Gate, router, v1
 from rag.server.guard import Guard, error_response, rag_error_response
 from rag.server.page import mount_page
@@ -26,17 +28,21 @@ from rag.service import RagService, build_service
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, service: RagService | None = None) -> FastAPI:
-    """A new app; pass ``service`` to reuse already loaded models (tests), else they load at start-up."""
+def create_app(settings: Settings | None = None, parts: Parts | None = None, *,
+               service: RagService | None = None) -> FastAPI:
+    """A new app. Its models load at start-up, built by ``parts`` (default: those the settings name; tests
+    hand in fakes); pass ``service`` to reuse already loaded ones (tests)."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.service = live = service or build_service(settings)
-        live.writer.refresh()  # settle a write a crash interrupted, catch up with `rag ingest`
+        # The service serves the index; the writer changes it and hands each new one to the service.
+        app.state.service = live = service or build_service(settings, parts)
+        app.state.writer = writer = IndexWriter(settings, live.embedder, live,
+                                                between_batches=app.state.reads_first.pause)
+        writer.refresh()  # settle a write a crash interrupted, catch up with `rag ingest`
         # Index writes run on one worker thread, never on the request threads that reads need.
-        app.state.jobs = JobQueue(settings.upload_queue_size, idle=live.writer.refresh)
-        live.writer.between_batches = app.state.reads_first.pause
+        app.state.jobs = JobQueue(settings.upload_queue_size, idle=writer.refresh)
         app.state.jobs.start()
         _warm_up(live)
         try:

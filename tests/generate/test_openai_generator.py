@@ -17,11 +17,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rag.config import Settings
-from rag.embed import FakeEmbedder
 from rag.errors import LLMError, LLMTimeout, LLMUnavailable
 from rag.generate import BACKENDS, Completion, GenerationSlots, OpenAIGenerator, build_generator
 from rag.ingest import ingest_paths
 from rag.server.app import create_app
+from tests.fakes import FAKE_EMBEDDER, FakeEmbedder
 
 REPO = Path(__file__).resolve().parents[2]
 QUESTION = "阳山县在清远市八个县中排名第几？"
@@ -249,7 +249,7 @@ def test_settings_select_the_remote_generator() -> None:
     generator = build_generator(settings)
     assert isinstance(generator, OpenAIGenerator)
     assert (generator.name, generator.url, generator.timeout) == ("qwen", "http://127.0.0.1:9/v1/chat/completions", 7)
-    assert set(BACKENDS) == {"llama-cpp", "openai", "fake"}
+    assert set(BACKENDS) == {"llama-cpp", "openai"}
     assert Settings(llm_backend="openai").resolved_llm_model == "qwen2.5-coder-1.5b-instruct-q4_k_m"
 
 
@@ -274,7 +274,7 @@ def test_slots_admit_size_at_once() -> None:
 
 # --- through the service and the HTTP layer -----------------------------------------------------------
 def remote_settings(tmp_path: Path, url: str, **overrides: Any) -> Settings:
-    settings = Settings(embed_backend="fake", llm_backend="openai", llm_base_url=url, llm_model="m",
+    settings = Settings(llm_backend="openai", llm_base_url=url, llm_model="m",
                         index_dir=tmp_path / "index", corpus_dir=REPO / "corpus", models_dir=tmp_path / "models",
                         min_dense_score=0.0, **overrides)
     index, _ = ingest_paths([settings.corpus_dir], settings, FakeEmbedder(), None)
@@ -290,7 +290,7 @@ def ask(client: TestClient, stream: bool = False) -> Any:
 @pytest.mark.parametrize("stream", [False, True])
 def test_http_down_server_is_503_in_the_envelope(tmp_path: Path, closed_port: int, stream: bool) -> None:
     settings = remote_settings(tmp_path, f"http://127.0.0.1:{closed_port}/v1")
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, FAKE_EMBEDDER)) as client:
         response = ask(client, stream)
         assert client.get("/health").json()["status"] == "ready"  # the rest of the service is unaffected
     assert response.status_code == 503
@@ -302,7 +302,7 @@ def test_http_down_server_is_503_in_the_envelope(tmp_path: Path, closed_port: in
 @pytest.mark.parametrize("stream", [False, True])
 def test_http_silent_server_is_504_in_the_envelope(tmp_path: Path, silent_port: int, stream: bool) -> None:
     settings = remote_settings(tmp_path, f"http://127.0.0.1:{silent_port}/v1", llm_timeout=0.5)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, FAKE_EMBEDDER)) as client:
         started = time.monotonic()
         response = ask(client, stream)
         assert time.monotonic() - started < 3
@@ -324,7 +324,7 @@ def test_http_stall_mid_stream_ends_with_an_error_event(tmp_path: Path,
 
     server = stand_in(stall_after_warm_up)
     settings = remote_settings(tmp_path, server.url, llm_timeout=0.5)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, FAKE_EMBEDDER)) as client:
         response = ask(client, stream=True)
     assert response.status_code == 200
     events = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: {")]
@@ -345,7 +345,7 @@ def test_http_answers_in_parallel_up_to_the_setting(tmp_path: Path,
         answer_with(handler, body, "阳山县排名第三。")
 
     settings = remote_settings(tmp_path, stand_in(together).url, max_parallel_generations=2, queue_size=0)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, FAKE_EMBEDDER)) as client:
         results: list[Any] = []
         threads = [threading.Thread(target=lambda: results.append(ask(client))) for _ in range(2)]
         for t in threads:

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from rag.config import Settings
-from rag.embed import FakeEmbedder
 from rag.errors import IndexMismatch
 from rag.index import Index
 from rag.index.vectors.qdrant import QdrantVectors, chunk_id, point_id
 from rag.ingest import ingest_paths, open_index
 from rag.question import analyse
 from rag.retrieve import search
+from tests.fakes import FakeEmbedder
 
 REPO = Path(__file__).resolve().parents[2]
 DOC_000 = "000_ae0e48cc884afd96.txt"
@@ -24,7 +24,7 @@ QUERIES = ["阳山县在清远市八个县中排名第几", "東莞全年新增�
 
 
 def settings_for(tmp_path: Path, backend: str) -> Settings:
-    return Settings(embed_backend="fake", llm_backend="fake", vector_backend=backend, corpus_dir=REPO / "corpus",
+    return Settings(vector_backend=backend, corpus_dir=REPO / "corpus",
                     index_dir=tmp_path / backend, models_dir=tmp_path / "models")
 
 

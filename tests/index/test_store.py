@@ -18,14 +18,15 @@ import numpy as np
 import pytest
 
 from rag.config import Settings
-from rag.embed import FakeEmbedder
 from rag.errors import IndexMismatch, IndexOutdated, NotReady
 from rag.index import Index, IndexSpec, index_version
 from rag.index import store as store_module
 from rag.index.corpus import CorpusStore
 from rag.ingest import chunker_config, document_entry, ingest_paths
 from rag.types import Document
+from tests.fakes import FakeEmbedder
 
+REPO = Path(__file__).resolve().parents[2]
 DOCS = {
     "a.txt": "阳山县教育工作\n一、基本情况\n阳山县在清远市八个县(市、区)中排名第三,获优秀等次。\n"
              "二、下一步工作\n要聚焦内涵发展,在提升办学质量和水平上持续发力。",
@@ -289,7 +290,7 @@ _KILLED_INGEST = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from rag.config import Settings
-    from rag.embed import FakeEmbedder
+    from tests.fakes import FakeEmbedder
     from rag.index import corpus, lexical
     from rag.ingest import ingest_paths, open_index
 
@@ -320,7 +321,7 @@ _KILLED_INGEST = textwrap.dedent("""
             pause(str(folder))
         lexical.LexicalIndex.save = slow_save
 
-    settings = Settings(embed_backend="fake", llm_backend="fake", index_dir=root.parent, corpus_dir=corpus_dir,
+    settings = Settings(index_dir=root.parent, corpus_dir=corpus_dir,
                         snapshot_every=1)
     ingest_paths([corpus_dir], settings, SlowEmbedder(), open_index(settings))
 """)
@@ -339,7 +340,8 @@ def test_sigkill_during_ingestion_keeps_the_previous_index(tmp_path: Path, phase
     (corpus / "a.txt").write_text(DOCS["a.txt"] + "\n三、新增内容\n新增一段需要重新嵌入的文字。", "utf-8")
 
     child = subprocess.Popen([sys.executable, "-c", _KILLED_INGEST, str(root), str(corpus), str(marker), phase],
-                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             env={**os.environ, "PYTHONPATH": str(REPO)})  # the fakes live beside the tests
     try:
         deadline = time.monotonic() + 60
         while not marker.exists() and child.poll() is None and time.monotonic() < deadline:

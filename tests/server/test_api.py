@@ -21,14 +21,14 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from rag.config import Settings
-from rag.embed import FakeEmbedder
 from rag.formats import read_document
-from rag.generate import Completion, FakeGenerator
+from rag.generate import Completion
 from rag.index import Index, index_version
 from rag.ingest import ingest_paths
 from rag.normalize import clean, to_simplified, to_traditional
 from rag.server.app import create_app
 from rag.service import RagService
+from tests.fakes import FAKE_PARTS, FakeEmbedder, FakeGenerator
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_CORPUS = REPO / "corpus"
@@ -56,7 +56,7 @@ def make_settings(root: Path, *, with_index: bool = True, **overrides: Any) -> S
     shutil.copytree(SAMPLE_CORPUS, corpus)
     for f in corpus.iterdir():
         f.chmod(0o644)
-    settings = Settings(embed_backend="fake", llm_backend="fake", index_dir=root / "index", corpus_dir=corpus,
+    settings = Settings(index_dir=root / "index", corpus_dir=corpus,
                         models_dir=root / "models", min_dense_score=0.0, **overrides)
     if with_index:
         index, _ = ingest_paths([corpus], settings, FakeEmbedder(), None)
@@ -67,7 +67,7 @@ def make_settings(root: Path, *, with_index: bool = True, **overrides: Any) -> S
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Settings]]:
     """One app over the sample corpus, for tests that do not change it."""
     settings = make_settings(tmp_path_factory.mktemp("api"))
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, FAKE_PARTS)) as client:
         yield client, settings
 
 
@@ -85,7 +85,7 @@ def settings(shared: tuple[TestClient, Settings]) -> Settings:
 def fresh(tmp_path: Path) -> Iterator[tuple[TestClient, Settings]]:
     """An app of its own, for tests that upload or delete documents."""
     settings = make_settings(tmp_path, max_upload_bytes=4096)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, FAKE_PARTS)) as client:
         yield client, settings
 
 
@@ -155,7 +155,7 @@ def test_health_counts_without_reading_every_record(client: TestClient, monkeypa
 
 def test_without_index_health_is_not_ready_and_search_is_503(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, with_index=False)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, FAKE_PARTS)) as client:
         health = client.get("/health")
         assert health.status_code == 200
         assert health.json() == {"status": "not_ready", "models": {"llm": "fake-llm", "embedder": "fake-64"},
@@ -520,7 +520,7 @@ class ExplodingOnceGenerator(FakeGenerator):
 def test_api_key_guards_v1_but_not_health(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, api_key="secret")
     good = {"Authorization": "Bearer secret"}
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, FAKE_PARTS)) as client:
         assert client.get("/health").status_code == 200
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "secret"},
                         {"Authorization": "Basic secret"}):
@@ -792,7 +792,7 @@ def test_uploaded_document_answers_questions(fresh: tuple[TestClient, Settings])
 
 def test_upload_into_a_service_without_index_makes_it_ready(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, with_index=False)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, FAKE_PARTS)) as client:
         assert client.get("/health").json()["status"] == "not_ready"
         assert upload(client, "mars.txt", MARS_TEXT.encode()).status_code == 201
         health = client.get("/health").json()
@@ -916,7 +916,7 @@ def test_an_index_of_an_older_format_is_served_as_an_error_that_says_rebuild(tmp
     before = store_contents(store)
     message = (f"the index at {settings.index_path} has an older format (schema 1; this version of rag reads "
                "schema 2); rebuild it with `rag ingest --rebuild`")
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, FAKE_PARTS)) as client:
         health = client.get("/health").json()
         assert health["status"] == "not_ready"
         assert health["error"] == {"type": "index_outdated", "message": message}

@@ -17,11 +17,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rag.config import Settings
-from rag.embed import FakeEmbedder
 from rag.formats import page_span
 from rag.ingest import ingest_paths
 from rag.normalize import clean
 from rag.server.app import create_app
+from tests.fakes import FAKE_PARTS, FakeEmbedder
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "formats"
@@ -44,12 +44,12 @@ def pdf_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClie
     corpus.mkdir()
     for path in FIXTURES.glob("*.pdf"):
         (corpus / path.name).write_bytes(path.read_bytes())
-    settings = Settings(embed_backend="fake", llm_backend="fake", index_dir=root / "index", corpus_dir=corpus,
+    settings = Settings(index_dir=root / "index", corpus_dir=corpus,
                         models_dir=root / "models", min_dense_score=0.0, max_pages=8,
                         max_unpacked_bytes=1_000_000)
     index, report = ingest_paths([corpus], settings, FakeEmbedder(), None)
     assert [s.doc_id for s in report.skipped] == ["003_727ffb95bee0db86.pdf"]  # 10 pages > max_pages
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, FAKE_PARTS)) as client:
         yield client, settings
 
 
@@ -138,10 +138,10 @@ def test_cli_ingest_names_each_skipped_file_and_ingests_the_rest(tmp_path: Path)
     (corpus / "locked.pdf").write_bytes((FIXTURES / "bad" / "encrypted.pdf").read_bytes())
     (corpus / "scan.pdf").write_bytes((FIXTURES / "bad" / "scanned.pdf").read_bytes())
     (corpus / "liar.docx").write_bytes((FIXTURES / PDF0).read_bytes())
-    env = {**os.environ, "PYTHONPATH": str(REPO), "RAG_EMBED_BACKEND": "fake", "RAG_LLM_BACKEND": "fake",
+    env = {**os.environ, "PYTHONPATH": str(REPO),
            "RAG_INDEX_DIR": str(tmp_path / "index"), "RAG_MODELS_DIR": str(tmp_path / "models")}
 
-    run = subprocess.run([sys.executable, "-m", "rag.cli", "ingest", str(corpus)], env=env, capture_output=True,
+    run = subprocess.run([sys.executable, "-m", "tests.fakes", "ingest", str(corpus)], env=env, capture_output=True,
                          text=True, timeout=120, cwd=tmp_path)
 
     assert run.returncode == 0, run.stderr

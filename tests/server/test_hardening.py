@@ -23,13 +23,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from rag.config import Settings
-from rag.embed import FakeEmbedder
-from rag.generate import Completion, FakeGenerator
+from rag.generate import Completion
 from rag.index import DocRecord, DocumentEntry, Index
+from rag.index.lock import IndexLock
 from rag.ingest import ingest_paths
-from rag.lock import IndexLock
 from rag.server.app import create_app
 from rag.service import RagService
+from tests.fakes import FAKE_PARTS, FakeEmbedder, FakeGenerator
 
 REPO = Path(__file__).resolve().parents[2]
 QUESTION = "阳山县在清远市八个县中排名第几？"
@@ -43,7 +43,7 @@ def make_settings(root: Path, **overrides: Any) -> Settings:
     """Fakes, a private copy of the sample corpus, and an index built from it."""
     corpus = root / "corpus"
     shutil.copytree(REPO / "corpus", corpus)
-    settings = Settings(**{"embed_backend": "fake", "llm_backend": "fake", "index_dir": root / "index",
+    settings = Settings(**{"index_dir": root / "index",
                            "corpus_dir": corpus, "models_dir": root / "models", "min_dense_score": 0.0,
                            "allowed_hosts": LOCAL + ",testserver", **overrides})
     index, _ = ingest_paths([corpus], settings, FakeEmbedder(), None)
@@ -132,7 +132,7 @@ def test_reads_answer_while_uploads_wait_and_the_queue_turns_the_rest_away(tmp_p
     and chat timed out. Now uploads queue off the request threads, and past the queue get 503."""
     settings = make_settings(tmp_path, upload_queue_size=3, upload_wait_seconds=0.1)
     embedder = BlockingEmbedder()
-    with TestClient(create_app(settings, service_with(settings, embedder))) as client:
+    with TestClient(create_app(settings, service=service_with(settings, embedder))) as client:
         threads = [in_thread(lambda: upload(client, "u0.txt", doc(0)))]
         try:
             assert embedder.started.wait(TIMEOUT)  # the first upload is being embedded; 44 more arrive
@@ -168,7 +168,7 @@ def test_reads_answer_while_uploads_wait_and_the_queue_turns_the_rest_away(tmp_p
 def test_upload_contract_201_when_quick_202_with_a_job_when_not(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, upload_wait_seconds=0.2)
     embedder = BlockingEmbedder()
-    with TestClient(create_app(settings, service_with(settings, embedder))) as client:
+    with TestClient(create_app(settings, service=service_with(settings, embedder))) as client:
         thread, out = in_thread(lambda: upload(client, "slow.txt", MARS))
         assert embedder.started.wait(TIMEOUT)
         thread.join(TIMEOUT)
@@ -196,7 +196,7 @@ def test_upload_over_the_chunk_limit_is_refused_before_embedding(tmp_path: Path)
     original = embedder.embed_documents
     embedder.embed_documents = lambda texts: calls.append(len(texts)) or original(texts)  # type: ignore[method-assign]
     big = "\n".join(f"第{n}节\n" + "青松县的学校数量持续增加，办学条件不断改善。" * 3 for n in range(6)).encode()
-    with TestClient(create_app(settings, service_with(settings, embedder))) as client:
+    with TestClient(create_app(settings, service=service_with(settings, embedder))) as client:
         calls.clear()  # the warm-up embeds sentences
         message = assert_error(upload(client, "big.txt", big), 413, "invalid_request_error")
         assert "big.txt" in message and "limit is 2" in message
@@ -210,7 +210,7 @@ def test_upload_over_the_chunk_limit_is_refused_before_embedding(tmp_path: Path)
                                      {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}])
 def test_cross_site_writes_are_refused(tmp_path: Path, headers: dict[str, str]) -> None:
     settings = make_settings(tmp_path)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, FAKE_PARTS)) as client:
         assert "another site" in assert_error(upload(client, "x.txt", MARS, headers=headers), 403, "permission_error")
         doc0 = sorted(listed(client))[0]
         assert_error(client.delete(f"/v1/documents/{doc0}", headers=headers), 403, "permission_error")
@@ -224,14 +224,14 @@ def test_cross_site_writes_are_refused(tmp_path: Path, headers: dict[str, str]) 
                                      {"Origin": "http://testserver:80", "Sec-Fetch-Site": "same-origin"}])
 def test_same_origin_and_non_browser_writes_pass(tmp_path: Path, headers: dict[str, str]) -> None:
     settings = make_settings(tmp_path)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, FAKE_PARTS)) as client:
         assert upload(client, "x.txt", MARS, headers=headers).status_code == 201
         assert client.delete("/v1/documents/x.txt", headers=headers).status_code == 200
 
 
 def test_allowed_origins_setting(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, allowed_origins="http://intranet.example:8080")
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, FAKE_PARTS)) as client:
         assert upload(client, "x.txt", MARS, headers={"Origin": "http://intranet.example:8080"}).status_code == 201
         assert_error(upload(client, "y.txt", MARS, headers={"Origin": "http://intranet.example"}), 403,
                      "permission_error")
@@ -241,18 +241,18 @@ def test_only_allowed_hosts_are_served(tmp_path: Path) -> None:
     """DNS rebinding: a page on evil.example whose name now points at 127.0.0.1 sends `Host: evil.example`."""
     settings = make_settings(tmp_path, allowed_hosts=Settings.model_fields["allowed_hosts"].default,
                              host="10.1.2.3")
-    with TestClient(create_app(settings), base_url="http://evil.example") as client:
+    with TestClient(create_app(settings, FAKE_PARTS), base_url="http://evil.example") as client:
         assert "evil.example" in assert_error(client.get("/v1/documents"), 400, "invalid_request_error")
         assert_error(client.get("/health"), 400, "invalid_request_error")
     for base in ("http://127.0.0.1:8000", "http://localhost", "http://[::1]:8000", "http://10.1.2.3:8000"):
-        with TestClient(create_app(settings), base_url=base) as client:
+        with TestClient(create_app(settings, FAKE_PARTS), base_url=base) as client:
             assert client.get("/health").status_code == 200, base
 
 
 # --- 4. half-written documents --------------------------------------------------------------------------
 def test_a_300_byte_file_name_is_refused_and_nothing_is_kept(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, FAKE_PARTS)) as client:
         before = on_disk(settings)
         name = "长" * 100 + ".txt"
         assert "bytes" in assert_error(upload(client, name, MARS), 400, "invalid_request_error")
@@ -267,7 +267,7 @@ def test_delete_of_a_document_whose_file_cannot_exist_is_200(tmp_path: Path) -> 
     index = Index.open(settings.index_path)
     record = DocRecord(name, "长", 3, 0, "0" * 64, "2026-01-01T00:00:00+00:00", str(settings.corpus_dir))
     index.write([DocumentEntry(record, "长长长", "长长长", "长长长", (0, 1, 2), (), np.zeros((0, 64), np.float32), ())])
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, FAKE_PARTS)) as client:
         assert name in listed(client)
         response = client.delete(f"/v1/documents/{name}")
         assert response.status_code == 200, response.text
@@ -282,7 +282,7 @@ def _failing_save(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_failed_index_save_rolls_back_the_new_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = make_settings(tmp_path)
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with TestClient(create_app(settings, FAKE_PARTS), raise_server_exceptions=False) as client:
         before = corpus_files(settings)
         _failing_save(monkeypatch)
         message = assert_error(upload(client, "mars.txt", MARS), 500, "storage_error")
@@ -294,7 +294,7 @@ def test_a_failed_index_save_rolls_back_the_new_file(tmp_path: Path, monkeypatch
 
 def test_a_failed_replacement_restores_the_previous_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = make_settings(tmp_path)
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with TestClient(create_app(settings, FAKE_PARTS), raise_server_exceptions=False) as client:
         assert upload(client, "mars.txt", MARS).status_code == 201
         before = client.get("/v1/documents").json()
         _failing_save(monkeypatch)
@@ -306,7 +306,7 @@ def test_a_failed_replacement_restores_the_previous_bytes(tmp_path: Path, monkey
 
 def test_a_failed_delete_keeps_file_and_document(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = make_settings(tmp_path)
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with TestClient(create_app(settings, FAKE_PARTS), raise_server_exceptions=False) as client:
         doc0 = sorted(listed(client))[0]
         data = (settings.corpus_dir / doc0).read_bytes()
         _failing_save(monkeypatch)
@@ -318,10 +318,10 @@ def test_a_failed_delete_keeps_file_and_document(tmp_path: Path, monkeypatch: py
 
 # --- 5. lost updates between processes ------------------------------------------------------------------
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RAG_EMBED_BACKEND": "fake", "RAG_LLM_BACKEND": "fake",
+    env = {**os.environ,
            "RAG_INDEX_DIR": str(settings.index_dir), "RAG_CORPUS_DIR": str(settings.corpus_dir),
            "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "rag.cli", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "tests.fakes", *args], env=env, capture_output=True, text=True,
                           timeout=120, cwd=settings.index_dir.parent)
 
 
@@ -331,7 +331,7 @@ def test_rag_ingest_beside_a_running_server_loses_no_update(tmp_path: Path) -> N
     extra = tmp_path / "extra"
     extra.mkdir()
     (extra / "cli.txt").write_bytes(doc(3))
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, FAKE_PARTS)) as client:
         result = _cli(settings, "ingest", str(extra))
         assert result.returncode == 0, result.stderr
         wait_for(lambda: "cli.txt" in listed(client))  # the server noticed the new generation
@@ -353,7 +353,7 @@ def test_rag_ingest_waits_for_the_writer_and_says_who_holds_the_lock(tmp_path: P
 
 def test_uploads_wait_for_a_cli_writer_then_apply_on_top_of_it(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, upload_wait_seconds=0.2)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, FAKE_PARTS)) as client:
         lock = IndexLock(settings.index_path)
         with lock.exclusive():
             response = upload(client, "web.txt", doc(5))
@@ -373,7 +373,7 @@ def test_uploads_wait_for_a_cli_writer_then_apply_on_top_of_it(tmp_path: Path) -
 @pytest.mark.parametrize("content", ["\udc00\ud800", "阳山\ud800县", [{"type": "text", "text": "\udc00"}]])
 def test_lone_surrogates_in_chat_are_400(tmp_path: Path, content: Any) -> None:
     settings = make_settings(tmp_path)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, FAKE_PARTS)) as client:
         body = json.dumps({"messages": [{"role": "user", "content": content}]})  # ASCII: "\udc00" escapes
         response = client.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
         assert "surrogate" in assert_error(response, 400, "invalid_request_error")
@@ -411,7 +411,7 @@ def test_a_huge_body_is_refused_before_it_is_read(tmp_path: Path, declared: bool
     """200 MB to /v1/search used to be read and parsed (420 MB more memory). Declared: refused unread;
     chunked: refused as soon as it passes the limit."""
     settings = make_settings(tmp_path, max_body_bytes=10_000)
-    app = create_app(settings)
+    app = create_app(settings, FAKE_PARTS)
     piece = b"x" * 1000
     headers = {"content-type": "application/json", **({"content-length": "200000000"} if declared else {})}
     status, read = anyio.run(_raw, app, "POST", "/v1/search", headers, 200_000, piece)
@@ -421,14 +421,14 @@ def test_a_huge_body_is_refused_before_it_is_read(tmp_path: Path, declared: bool
 
 def test_the_key_is_checked_before_the_body_is_read(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, api_key="secret")
-    app = create_app(settings)
+    app = create_app(settings, FAKE_PARTS)
     headers = {"content-type": "application/json", "content-length": "300000000"}
     assert anyio.run(_raw, app, "POST", "/v1/search", headers, 300_000, b"x" * 1000) == (401, 0)
 
 
 def test_upload_body_limit(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, max_upload_bytes=2000)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, FAKE_PARTS)) as client:
         big = b"a" * 200_000
         assert "2,000" in assert_error(upload(client, "big.txt", big), 413, "invalid_request_error")
         assert "big.txt" not in corpus_files(settings)
@@ -437,7 +437,7 @@ def test_upload_body_limit(tmp_path: Path) -> None:
 # --- 8. the smaller items -------------------------------------------------------------------------------
 def test_two_files_in_one_upload_are_400(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, FAKE_PARTS)) as client:
         files = [("file", ("a.txt", MARS, "text/plain")), ("file", ("b.txt", doc(2), "text/plain"))]
         message = assert_error(client.post("/v1/documents", files=files), 400, "invalid_request_error")
         assert "'a.txt'" in message and "'b.txt'" in message
@@ -450,7 +450,7 @@ def test_random_high_bytes_are_not_text(tmp_path: Path) -> None:
     rng = np.random.default_rng(13)
     noise = bytes(rng.integers(0x81, 0xFF, 4096, dtype=np.uint8))
     noise.decode("gb18030")  # it does decode
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, FAKE_PARTS)) as client:
         assert "noise.txt" in assert_error(upload(client, "noise.txt", noise), 422, "document_error")
         assert "noise.txt" not in corpus_files(settings) | on_disk(settings)
         gbk = "山海县教育报告\n山海县共有学校四十二所，教师一千名。\n".encode("gbk")
@@ -458,7 +458,7 @@ def test_random_high_bytes_are_not_text(tmp_path: Path) -> None:
 
 
 def test_head_health(tmp_path: Path) -> None:
-    with TestClient(create_app(make_settings(tmp_path))) as client:
+    with TestClient(create_app(make_settings(tmp_path), FAKE_PARTS)) as client:
         response = client.head("/health")
         assert response.status_code == 200 and response.content == b""
 
@@ -466,7 +466,7 @@ def test_head_health(tmp_path: Path) -> None:
 @pytest.mark.parametrize("scheme", ["bearer", "BEARER", "Bearer", "bEaReR"])
 def test_the_bearer_scheme_is_case_insensitive(tmp_path: Path, scheme: str) -> None:
     settings = make_settings(tmp_path, api_key="secret")
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, FAKE_PARTS)) as client:
         assert client.get("/v1/models", headers={"Authorization": f"{scheme} secret"}).status_code == 200
         assert_error(client.get("/v1/models", headers={"Authorization": f"{scheme} wrong"}), 401,
                      "authentication_error")
@@ -491,7 +491,7 @@ def test_a_non_streaming_client_that_hangs_up_stops_its_generation(tmp_path: Pat
     settings = make_settings(tmp_path, queue_size=0)
     generator = CountingSlowGenerator()
     service = service_with(settings, generator=generator)
-    app = create_app(settings, service)
+    app = create_app(settings, service=service)
     body = json.dumps({"messages": [{"role": "user", "content": QUESTION}]}).encode()
     full = len(generator.generate([], 200, 0).text) // 4 + 2
 
@@ -525,7 +525,7 @@ def test_a_non_streaming_client_that_hangs_up_stops_its_generation(tmp_path: Pat
 
 
 def test_openapi_documents_400_not_422(tmp_path: Path) -> None:
-    with TestClient(create_app(make_settings(tmp_path))) as client:
+    with TestClient(create_app(make_settings(tmp_path), FAKE_PARTS)) as client:
         schema = client.get("/openapi.json").json()
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
@@ -538,7 +538,7 @@ def test_openapi_documents_400_not_422(tmp_path: Path) -> None:
 
 def test_no_temporary_files_are_left_in_the_corpus_or_index(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, FAKE_PARTS)) as client:
         assert upload(client, "a.txt", MARS).status_code == 201
         assert upload(client, "a.txt", doc(1)).status_code == 201
         assert client.delete("/v1/documents/a.txt").status_code == 200
@@ -551,7 +551,7 @@ def test_no_temporary_files_are_left_in_the_corpus_or_index(tmp_path: Path) -> N
 
 def test_405_names_every_method_of_the_path(tmp_path: Path) -> None:
     """Starlette named only the first route's methods (GET) for /v1/documents, which also takes POST."""
-    with TestClient(create_app(make_settings(tmp_path))) as client:
+    with TestClient(create_app(make_settings(tmp_path), FAKE_PARTS)) as client:
         assert client.put("/v1/documents").headers["allow"] == "GET, POST"
         assert client.put("/health").headers["allow"] == "GET, HEAD"
         assert client.get("/v1/chat/completions").headers["allow"] == "POST"

@@ -22,10 +22,13 @@ import httpx
 import pytest
 
 from rag.config import Settings
-from rag.generate import Completion, FakeGenerator, Generator
+from rag.generate import Completion, Generator
+from rag.index import DocRecord
+from rag.index.writer import IndexWriter
 from rag.normalize import clean
 from rag.server.app import create_app
 from rag.service import RagService, build_service
+from tests.fakes import FAKE_PARTS, FakeGenerator
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -100,19 +103,29 @@ class LiveServer:
         self._socket.close()
 
 
+def upload(service: RagService, name: str, data: bytes) -> DocRecord:
+    """Upload through an index writer beside ``service`` (another client's write)."""
+    writer = IndexWriter(service.settings, service.embedder, service)
+    return writer.add(writer.prepare(name, data), data)
+
+
+def remove(service: RagService, doc_id: str) -> None:
+    IndexWriter(service.settings, service.embedder, service).delete(doc_id)
+
+
 def fake_settings(root: Path, **overrides: Any) -> Settings:
     """Fake models over a private copy of the sample corpus."""
     corpus = root / "corpus"
     shutil.copytree(REPO / "corpus", corpus)
-    return Settings(embed_backend="fake", llm_backend="fake", index_dir=root / "index", corpus_dir=corpus,
+    return Settings(index_dir=root / "index", corpus_dir=corpus,
                     models_dir=root / "models", min_dense_score=0.0, **overrides)
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> RagService:
     settings = fake_settings(tmp_path_factory.mktemp("page"))
-    svc = build_service(settings)
-    svc.ingest_folder([settings.corpus_dir])
+    svc = build_service(settings, FAKE_PARTS)
+    IndexWriter(settings, svc.embedder, svc).ingest([settings.corpus_dir])
     svc.generator = PacedGenerator(svc.generator)
     return svc
 
@@ -426,11 +439,11 @@ def test_document_list_refreshes_live(page: tuple[Any, Recorder], server: str, s
 
     pg, _ = page
     expect(pg.locator("#doc-list .doc")).to_have_count(5)
-    service.add_document("外部新增.txt", "外部新增\n\n这份文档由另一个客户端上传。".encode())
+    upload(service, "外部新增.txt", "外部新增\n\n这份文档由另一个客户端上传。".encode())
     try:
         expect(pg.locator("#doc-list .doc[data-id='外部新增.txt']")).to_be_visible(timeout=12_000)
     finally:
-        service.delete_document("外部新增.txt")
+        remove(service, "外部新增.txt")
 
 
 def test_phone_width(browser: Any, server: str) -> None:
@@ -548,9 +561,9 @@ def test_pdf_uploaded_into_an_empty_service_cites_its_page(browser: Any, tmp_pat
 
     root = tmp_path / "empty"
     (root / "corpus").mkdir(parents=True)
-    settings = Settings(embed_backend="fake", llm_backend="fake", index_dir=root / "index",
+    settings = Settings(index_dir=root / "index",
                         corpus_dir=root / "corpus", models_dir=root / "models", min_dense_score=0.0)
-    svc = build_service(settings)
+    svc = build_service(settings, FAKE_PARTS)
     pdf = REPO / "tests" / "fixtures" / "formats" / "003_727ffb95bee0db86.pdf"
     with LiveServer(create_app(settings, service=svc)) as live:
         context, pg, recorder = open_page(browser, live.url, viewport={"width": 1280, "height": 800})
@@ -580,7 +593,7 @@ def test_markup_in_answers_and_documents_stays_text(page: tuple[Any, Recorder], 
     pg, _ = page
     name = "标记测试.txt"
     markup = '城南学校的校训是<b>勤学</b><img src=x onerror="window.hacked=1">。'
-    service.add_document(name, f"标记测试\n\n{markup}\n".encode())
+    upload(service, name, f"标记测试\n\n{markup}\n".encode())
     try:
         question = "城南学校的校训是什么？"
         answer = ask(pg, question)
@@ -593,4 +606,4 @@ def test_markup_in_answers_and_documents_stays_text(page: tuple[Any, Recorder], 
         assert pg.locator(".msg b, .msg img, #source-text b, #source-text img").count() == 0
         assert pg.evaluate("window.hacked") is None
     finally:
-        service.delete_document(name)
+        remove(service, name)

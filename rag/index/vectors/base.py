@@ -5,8 +5,7 @@ names the same passage, so adding or deleting one document touches only that doc
 carries a payload with at least its ``doc_id``; the ``doc_ids`` filter of ``search`` runs inside the index
 (no caller re-scores vectors it fetched itself).
 
-A backend registers a constructor in ``BACKENDS``; ``open_vectors`` picks it by name (the index manifest
-records that name, so an index is always reopened with the backend that built it).
+The backends and the factory that opens one by name are in ``rag.index.vectors``; this module knows none.
 """
 
 from __future__ import annotations
@@ -61,28 +60,6 @@ class VectorSpec:
 Opener = Callable[[VectorSpec, Path | None], VectorIndex]
 """``(spec, folder)``: reopen what ``save(folder)`` wrote, or a new empty index when ``folder`` is None
 or holds nothing."""
-
-BACKENDS: dict[str, Opener] = {}
-
-
-def register(name: str) -> Callable[[Opener], Opener]:
-    """Decorator: make an opener available under ``name``."""
-    def add(opener: Opener) -> Opener:
-        BACKENDS[name] = opener
-        return opener
-    return add
-
-
-def open_vectors(spec: VectorSpec, folder: Path | None = None) -> VectorIndex:
-    """The vector index ``spec`` names, reopened from ``folder`` when it holds one."""
-    from rag.index.vectors import faiss, fake  # noqa: F401  (register the built-in backends)
-    if spec.backend == "qdrant":
-        from rag.index.vectors import qdrant  # noqa: F401  (a heavy client: imported only when chosen)
-
-    if spec.backend not in BACKENDS:
-        raise ValueError(f"unknown vector backend {spec.backend!r}; known: {sorted(BACKENDS)}")
-    return BACKENDS[spec.backend](spec, folder)
-
 
 def top_k(ids: Sequence[str], scores: np.ndarray, k: int) -> list[tuple[str, float]]:
     """The ``k`` best ``(id, score)``, best first, ties kept in input order."""

@@ -19,7 +19,7 @@ import faiss
 import numpy as np
 
 from rag.index.keys import chunk_id_of, keys_of
-from rag.index.vectors.base import Payload, VectorSpec, register
+from rag.index.vectors.base import Payload, VectorSpec
 
 log = logging.getLogger(__name__)
 
@@ -182,8 +182,9 @@ def _search_parameters(kind: str, selector: Any, ef_search: int) -> Any:
     return module.SearchParameters(sel=selector)
 
 
-def _open(kind: str) -> Callable[[VectorSpec, Path | None], FaissVectors]:
-    def opener(spec: VectorSpec, folder: Path | None) -> FaissVectors:
+def opener(kind: str) -> Callable[[VectorSpec, Path | None], FaissVectors]:
+    """Opens a ``faiss-<kind>`` index: reopens what ``save`` wrote, else a new empty one."""
+    def open_kind(spec: VectorSpec, folder: Path | None) -> FaissVectors:
         if folder is not None and (folder / _FILE).exists():
             loaded = FaissVectors.load(folder)
             if loaded.kind != kind or loaded.dim != spec.dim:
@@ -191,8 +192,4 @@ def _open(kind: str) -> Callable[[VectorSpec, Path | None], FaissVectors]:
                                  f"not faiss-{kind} of dim {spec.dim}")
             return loaded
         return FaissVectors(spec.dim, kind)
-    return opener
-
-
-for _kind in KINDS:
-    register(f"faiss-{_kind}")(_open(_kind))
+    return open_kind

@@ -26,7 +26,7 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 
 from rag.errors import IndexMismatch
-from rag.index.vectors.base import Payload, VectorSpec, register
+from rag.index.vectors.base import Payload, VectorSpec
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,6 @@ def _create(client: QdrantClient, collection: str, dim: int, where: str) -> Qdra
     return QdrantVectors(client, collection, dim, where)
 
 
-@register("qdrant")
 def open_qdrant(spec: VectorSpec, folder: Path | None) -> QdrantVectors:
     """Reopen the collection a snapshot in ``folder`` names, or create an empty one."""
     options = dict(spec.options or {})

@@ -1,4 +1,4 @@
-"""Tests for rag.lock: one writer across processes, readers share, a killed holder frees the lock."""
+"""Tests for rag.index.lock: one writer across processes, readers share, a killed holder frees the lock."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 from rag.errors import IndexLocked
-from rag.lock import IndexLock
+from rag.index.lock import IndexLock
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from rag.lock import IndexLock
+    from rag.index.lock import IndexLock
     lock = IndexLock(Path(sys.argv[1]))
     with (lock.exclusive() if sys.argv[2] == "exclusive" else lock.shared()):
         print("held", flush=True)

@@ -1,4 +1,4 @@
-"""Tests for rag.writer: transactions over the corpus folder and the index, and their crash recovery.
+"""Tests for rag.index.writer: transactions over the corpus folder and the index, and their crash recovery.
 
 A child process is killed (SIGKILL) at an exact point of a write; the next writer must settle it: undone
 when the index had not committed it, completed when it had. The corpus folder and the index then agree.
@@ -17,25 +17,25 @@ from pathlib import Path
 import pytest
 
 from rag.config import Settings
-from rag.embed import FakeEmbedder
 from rag.errors import InvalidRequest
 from rag.index import Index
+from rag.index.writer import IndexWriter, LocalIndex, sanitize_name
 from rag.ingest import ingest_paths
-from rag.writer import IndexWriter, LocalIndex, sanitize_name
+from tests.fakes import FakeEmbedder
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 OLD = "旧文件\n旧文件说青松县有学校三十所。\n".encode()
 NEW = "新文件\n新文件说青松县有学校四十所。\n".encode()
 
 CHILD = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
-    from rag import writer as w
+    from rag.index import writer as w
     from rag.config import Settings
-    from rag.embed import FakeEmbedder
+    from tests.fakes import FakeEmbedder
     from rag.index import Index
     root, op, point = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-    settings = Settings(embed_backend="fake", llm_backend="fake", corpus_dir=root / "corpus",
+    settings = Settings(corpus_dir=root / "corpus",
                         index_dir=root / "index")
     die = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
     if point == "before-commit":
@@ -58,7 +58,7 @@ def setup(root: Path, with_x: bool) -> Settings:
     shutil.copy(REPO / "corpus" / "000_ae0e48cc884afd96.txt", corpus)
     if with_x:
         (corpus / "x.txt").write_bytes(OLD)
-    settings = Settings(embed_backend="fake", llm_backend="fake", corpus_dir=corpus, index_dir=root / "index")
+    settings = Settings(corpus_dir=corpus, index_dir=root / "index")
     ingest_paths([corpus], settings, FakeEmbedder(), None)
     return settings
 
@@ -113,11 +113,11 @@ def test_sanitize_name_refuses_names_longer_than_a_file_system_stores() -> None:
 REBUILD_CHILD = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
-    from rag import embed
-    from rag import writer as w
+    from tests.fakes import embed
+    from rag.index import writer as w
     from rag.config import Settings
     root, folder, point = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-    settings = Settings(embed_backend="fake", llm_backend="fake", corpus_dir=root / "corpus",
+    settings = Settings(corpus_dir=root / "corpus",
                         index_dir=root / "index")
     die = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
     rename = os.rename
@@ -184,9 +184,9 @@ def test_the_cli_says_rebuild_in_one_line_and_rebuild_replaces_an_older_index(tm
     settings, other = rebuild_setup(tmp_path)
     with sqlite3.connect(settings.index_path / "corpus.sqlite") as db:
         db.execute("PRAGMA user_version = 1")
-    env = {"PYTHONPATH": str(REPO), "RAG_EMBED_BACKEND": "fake", "RAG_LLM_BACKEND": "fake",
+    env = {"PYTHONPATH": str(REPO),
            "RAG_INDEX_DIR": str(settings.index_dir), "RAG_CORPUS_DIR": str(settings.corpus_dir)}
-    rag = lambda *args: subprocess.run([sys.executable, "-m", "rag.cli", *args], env=env,  # noqa: E731
+    rag = lambda *args: subprocess.run([sys.executable, "-m", "tests.fakes", *args], env=env,  # noqa: E731
                                        capture_output=True, text=True, timeout=120)
     message = (f"error: the index at {settings.index_path} has an older format (schema 1; this version of rag "
                "reads schema 2); rebuild it with `rag ingest --rebuild`\n")

@@ -1,5 +1,5 @@
 """The one index writer: uploads, deletes and folder ingestion as transactions over the corpus folder and
-the index, under the cross-process index lock (``rag.lock``).
+the index, under the cross-process index lock (``rag.index.lock``).
 
 A write is: take the lock, catch up with the index on disk (another process may have saved a newer
 generation), write the document file, then save the index. Saving the index is the commit point. A
@@ -30,10 +30,10 @@ from rag.embed import Embedder
 from rag.errors import IndexOutdated, InvalidRequest, NotFound, NotReady, PayloadTooLarge, RagError, StorageError
 from rag.formats import EXTENSIONS, read_bytes
 from rag.index import DocRecord, Index, index_version
+from rag.index.lock import IndexLock
 from rag.index.store import fsync_path, interrupted_rebuild, settle_replace
 from rag.ingest import IngestReport, ingest_documents, ingest_paths, limits, open_or_create, rebuild_paths
 from rag.jobs import Job
-from rag.lock import IndexLock
 from rag.types import Document
 
 log = logging.getLogger(__name__)
@@ -42,12 +42,16 @@ NAME_MAX_BYTES = 255  # the longest file name ext4, xfs and btrfs store
 
 
 class IndexHolder(Protocol):
-    """Whoever serves the live index (the service): the writer reads it and swaps in each new one."""
+    """Whoever serves the live index (the service): the writer reads it and swaps in each new one, or, when
+    the index on disk cannot be served, ``None`` and why (``problem``: a rebuild fixes it)."""
 
     @property
     def loaded_index(self) -> Index | None: ...
 
-    def swap_index(self, index: Index | None) -> None: ...
+    @property
+    def problem(self) -> IndexOutdated | None: ...
+
+    def swap_index(self, index: Index | None, problem: IndexOutdated | None = None) -> None: ...
 
 
 class LocalIndex:
@@ -55,9 +59,10 @@ class LocalIndex:
 
     def __init__(self) -> None:
         self.loaded_index: Index | None = None
+        self.problem: IndexOutdated | None = None
 
-    def swap_index(self, index: Index | None) -> None:
-        self.loaded_index = index
+    def swap_index(self, index: Index | None, problem: IndexOutdated | None = None) -> None:
+        self.loaded_index, self.problem = index, problem
 
 
 @dataclass(frozen=True)
@@ -85,18 +90,20 @@ def sanitize_name(name: str) -> str:
 
 
 class IndexWriter:
-    """Applies writes to the corpus folder and the index at ``settings.index_path``, one at a time."""
+    """Applies writes to the corpus folder and the index at ``settings.index_path``, one at a time, and hands
+    each new index to ``holder``. ``between_batches`` runs between embedding batches of an upload (the
+    server lets reads go first there)."""
 
-    def __init__(self, settings: Settings, embedder: Embedder, holder: IndexHolder) -> None:
+    def __init__(self, settings: Settings, embedder: Embedder, holder: IndexHolder,
+                 between_batches: Callable[[], None] = lambda: None) -> None:
         self.settings = settings
         self.embedder = embedder
         self.holder = holder
+        self.between_batches = between_batches
         self.lock = IndexLock(settings.index_path)
         self.journal = settings.index_path.parent / f".{settings.index_path.name}.journal"
         self.version = index_version(settings.index_path) if holder.loaded_index is not None else ""
         self._mutex = threading.Lock()
-        self.problem: IndexOutdated | None = None  # why the index on disk cannot be served (a rebuild fixes it)
-        self.between_batches: Callable[[], None] = lambda: None  # the server lets reads go first here
 
     # --- the writes --------------------------------------------------------------------------------
     def prepare(self, name: str, data: bytes) -> Document:
@@ -148,7 +155,6 @@ class IndexWriter:
                 previous = self.holder.loaded_index or open_or_create(self.settings)
                 index, report = ingest_paths(paths, self.settings, self.embedder, previous, progress=progress)
                 index.snapshot(force=True)
-            self.problem = None
             self._adopt(index)
         return report
 
@@ -167,8 +173,8 @@ class IndexWriter:
     def _writing(self, on_wait: Callable[[str], None] | None = None, rebuild: bool = False) -> Iterator[None]:
         with self._mutex, self.lock.exclusive(self.settings.lock_timeout, on_wait):
             self._sync(recover=True)
-            if self.problem is not None and not rebuild:
-                raise self.problem  # writing into an index this version cannot read would lose it
+            if (problem := self.holder.problem) is not None and not rebuild:
+                raise problem  # writing into an index this version cannot read would lose it
             yield
 
     def _sync(self, recover: bool) -> None:
@@ -177,16 +183,16 @@ class IndexWriter:
             settle_replace(self.settings.index_path)
         version = index_version(self.settings.index_path)
         if version != self.version:
-            self.problem = None
+            problem = None
             try:
                 index: Index | None = open_or_create(self.settings) if version else None
             except NotReady:
                 index = None
             except IndexOutdated as exc:
-                index, self.problem = None, exc
+                index, problem = None, exc
                 log.info("%s", exc)
             self.version = version
-            self.holder.swap_index(index)
+            self.holder.swap_index(index, problem)
             log.info("loaded index generation %s written by another process", version or "(none)")
         if recover:
             self.journal.with_name(self.journal.name + ".tmp").unlink(missing_ok=True)  # torn before its rename

@@ -1,4 +1,5 @@
-"""A deterministic fake vector index: exact inner product in numpy over a dict of points (tests only)."""
+"""A deterministic fake vector index: exact inner product in numpy over a dict of points. Importing this
+module registers it as the vector backend ``fake`` (for tests only)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.index.vectors.base import Payload, VectorSpec, register, top_k
+from rag.index.vectors import register
+from rag.index.vectors.base import Payload, VectorSpec, top_k
 
 _FILE = "fake_vectors.npz"
 
