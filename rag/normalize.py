@@ -80,13 +80,6 @@ def clean_with_offsets(text: str) -> tuple[str, list[int]]:
     return "".join(out), offsets
 
 
-@lru_cache(maxsize=256)
-def clean_views(text: str) -> tuple[str, str, tuple[int, ...]]:
-    """``(clean, simplified, offsets)`` of a source text, cached: answers keep reading the same files."""
-    cleaned, offsets = clean_with_offsets(text)
-    return cleaned, simplified_aligned(cleaned), tuple(offsets)
-
-
 def clean(text: str) -> str:
     """The clean text of ``text`` (see ``clean_with_offsets``)."""
     return clean_with_offsets(text)[0]

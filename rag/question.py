@@ -39,11 +39,6 @@ class Question:
         """The places and years the question names, sorted."""
         return tuple(sorted(w for w, must in self.words if must))
 
-    @property
-    def content_words(self) -> tuple[str, ...]:
-        return tuple(w for w, _ in self.words)
-
-
 def analyse(original: str, embedder: Embedder, query: str | None = None) -> Question:
     """Analyse a question once: script, Simplified form, content words, places and years, vector."""
     query = original if query is None else query

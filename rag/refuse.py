@@ -49,7 +49,6 @@ AFTER = (
     Check("subject", "min_coverage", "a how-many answer's figure comes from sentences that hold too little of "
                                      "the question's content weight"),
 )
-CHECKS = {c.name: c for c in (*BEFORE, *AFTER)}
 _CHOICE = re.compile(r"是否|还是|是不是|有没有|吗")
 _A_YEAR = re.compile(r"(?:19|20)\d\d|[〇零一二三四五六七八九]{4}年|[今明去前后]年")
 

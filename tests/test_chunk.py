@@ -256,9 +256,9 @@ def test_tiny_section_merges_with_the_next_sibling() -> None:
 
 
 def test_tiny_last_subsection_merges_with_its_previous_sibling() -> None:
-    # BUG (rag/chunk.py, _same_parent): the parent is taken from the shorter path, so `（二）小节乙`
-    # (under 一、大章) counts as sharing a parent with `二、另一章` (the root), merges forward into it, and
-    # the chunk straddles two top-level sections with an empty section path.
+    # `（二）小节乙` (under 一、大章) does not share a parent with `二、另一章` (the root; ``_same_parent`` in
+    # rag/chunk.py compares whole parent paths), so it merges back into its sibling, never forward into a
+    # chunk that would straddle two top-level sections with an empty section path.
     text = "\n".join(["标题行", "一、大章", "（一）小节甲", BODY * 6, "（二）小节乙", "很短的一句。",
                       "二、另一章", BODY * 6])
     chunks = chunks_of(text)

@@ -110,9 +110,9 @@ def test_question_without_content_words_is_not_covered(index: Index, judge: Evid
 
 
 def test_answerable_what_is_question_is_covered(index: Index, judge: EvidenceJudge) -> None:
-    # BUG (rag/evidence.py, content_words): jieba segments 什么是五育并举 as 什么/是五育/并举 and
-    # "是五育" is kept as a content word. No text contains it, so a question the corpus answers
-    # (001: 1.突出五育並舉) is judged uncovered (coverage 0.38, missing ('是五育',)) and refused.
+    # jieba segments 什么是五育并举 as 什么/是五育/并举; ``content_words`` (rag/evidence.py) must not keep
+    # "是五育", which no text contains, or a question the corpus answers (001: 1.突出五育並舉) is judged
+    # uncovered and refused.
     evidence = assess(index, judge, "什么是五育并举")
     assert evidence.missing == ()
     assert evidence.coverage >= THRESHOLD

@@ -8,7 +8,7 @@ from rag.config import Settings
 from rag.evidence import Evidence
 from rag.intent import intent_of
 from rag.normalize import to_simplified
-from rag.refuse import AFTER, BEFORE, CHECKS, Answered, Refuser, is_structured
+from rag.refuse import AFTER, BEFORE, Answered, Refuser, is_structured
 from rag.types import Citation, Sentence
 
 REFUSER = Refuser(Settings())
@@ -27,11 +27,12 @@ def after(answer: str, question: str, *texts: str) -> str:
 
 
 def test_every_check_is_named_once_with_a_real_setting() -> None:
-    names = [c.name for c in (*BEFORE, *AFTER)]
-    assert len(names) == len(set(names)) == len(CHECKS)
+    checks = (*BEFORE, *AFTER)
+    names = [c.name for c in checks]
+    assert len(names) == len(set(names)) == len(checks)
     fields = Settings.model_fields
-    assert all(c.setting in fields for c in CHECKS.values() if c.setting)
-    assert {c.setting for c in CHECKS.values()} >= {"min_coverage", "min_dense_score", "min_grounding"}
+    assert all(c.setting in fields for c in checks if c.setting)
+    assert {c.setting for c in checks} >= {"min_coverage", "min_dense_score", "min_grounding"}
 
 
 @pytest.mark.parametrize(("evidence", "reason"), [

@@ -147,9 +147,9 @@ def test_the_answer_carries_what_the_model_was_shown(service: RagService, genera
 
 @pytest.mark.parametrize("question", [
     RANK_QUESTION,
-    # Answered from the Simplified doc 003 and converted to Traditional. BUG (rag/service.py ``_generate``):
-    # each delta is converted on its own, "布局" split across deltas stays "布局" while the whole answer
-    # converts to "佈局".
+    # Answered from the Simplified doc 003 and converted to Traditional: the streamed text must convert as the
+    # whole answer does ("布局" → "佈局" even when the phrase is split across deltas; ``StreamVerifier``
+    # converts whole clause prefixes, never one delta on its own).
     "中小學幼兒園資源佈局要做到什麼？",
 ], ids=["simplified", "traditional-from-simplified-doc"])
 def test_stream_yields_deltas_then_the_answer(service: RagService, question: str) -> None:

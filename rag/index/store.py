@@ -194,10 +194,6 @@ class Index:
         with self._read:
             return self.lexical.search(query, k, within, also)
 
-    def lexical_scores(self, query: str, ids: Sequence[str]) -> np.ndarray:
-        with self._read:
-            return self.lexical.score(query, ids)
-
     def idf(self, term: str) -> float:
         """BM25 rarity of one lexical term."""
         with self._read:

@@ -71,8 +71,8 @@ def test_decode_rejects_bad_files_naming_them(data: bytes, reason: str) -> None:
     "\u3000\u3000\n\u3000\n".encode(),  # full-width spaces only
 ], ids=["bom-only", "bom-and-blank-lines", "full-width-spaces"])
 def test_decode_rejects_files_that_are_empty_once_decoded(data: bytes) -> None:
-    # BUG (rag/load.py:31): emptiness is checked on the raw bytes, before the BOM is dropped and
-    # before decoding, so these files load as documents without any content.
+    # Emptiness is judged on the decoded text (``decode`` in rag/formats/text.py), after the BOM is dropped,
+    # so these files are refused rather than loaded as documents without any content.
     with pytest.raises(DocumentError, match=r"^empty\.txt: the file is empty$"):
         decode(data, "empty.txt")
 

@@ -384,8 +384,8 @@ def test_stream_of_a_refusal(client: TestClient) -> None:
 
 
 def test_stream_in_traditional_matches_the_non_stream_answer(client: TestClient) -> None:
-    """BUG (rag/service.py, ``_generate``): each streamed delta is converted to Traditional on its own, so a
-    phrase split across deltas converts differently ("布局" → "布局", whole text → "佈局")."""
+    """A phrase split across deltas converts as in the whole text ("布局" → "佈局"): the stream converts whole
+    clause prefixes (``rag.service.StreamVerifier``), never one delta on its own."""
     whole = chat(client, TRADITIONAL_FROM_SIMPLIFIED).json()["choices"][0]["message"]["content"]
     chunks, final = check_stream(chat(client, TRADITIONAL_FROM_SIMPLIFIED, stream=True))
     assert final["refused"] is False
@@ -482,8 +482,8 @@ def test_wrong_method_is_405_envelope(client: TestClient) -> None:
 
 
 def test_405_keeps_the_allow_header(client: TestClient) -> None:
-    """BUG (rag/server/app.py, ``http_error``): the handler drops ``exc.headers``, so the ``Allow`` header that
-    Starlette sets (and RFC 9110 §15.5.6 requires on a 405) is lost."""
+    """The error handler (``http_error`` in rag/server/app.py) keeps the ``Allow`` header that Starlette sets
+    and RFC 9110 §15.5.6 requires on a 405."""
     response = client.get("/v1/chat/completions")
     assert response.status_code == 405
     assert response.headers.get("allow") == "POST"
@@ -674,10 +674,9 @@ async def disconnect_after_first_event(app: FastAPI, body: bytes) -> list[dict[s
 
 
 def test_client_hanging_up_mid_stream_frees_the_generation_slot(tmp_path: Path) -> None:
-    """BUG (rag/server/api.py ``_stream_events``): the slot is released only in the generator's ``finally``; when
-    the client hangs up, Starlette abandons the iterator and, kept alive by a reference cycle, it is not
-    closed until the cyclic garbage collector runs. Until then the gate slot (and the service's generation
-    lock) stay taken: with ``queue_size=0`` every chat request gets 503."""
+    """When the client hangs up, Starlette abandons the event iterator, which a reference cycle would keep
+    alive until the cyclic garbage collector runs; ``StreamSession.close`` (rag/server/api.py) frees the gate
+    slot and the service's generation lock at once, so with ``queue_size=0`` the next chat is not a 503."""
     settings = make_settings(tmp_path, queue_size=0)
     service = RagService(settings, FakeEmbedder(), SlowGenerator(), Index.open(settings.index_path))
     app = create_app(settings, service=service)
