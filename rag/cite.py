@@ -8,8 +8,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from functools import lru_cache
 
 from rag.index import lexical_tokens
+from rag.lang import overlap
 from rag.normalize import clean, to_simplified
-from rag.prompt import overlap
 from rag.types import Citation, Sentence
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
@@ -18,7 +18,6 @@ _JOINERS = frozenset("是的了")
 _HAN = re.compile(r"[\u3400-\u9fffA-Za-z]")
 _CN_DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九")} | {"两": 2, "〇": 0}
 _CN_NUMBER = re.compile(r"[零〇一二两三四五六七八九十百千]+")
-_QUANTITY_QUESTION = re.compile(r"多少|几[个名所项位次年月日天人家条种类岁倍处批届期]")
 _QUANTITY_ANSWER = re.compile(
     r"\d|[零〇一二两三四五六七八九十百千万亿]+[个名所项位次年月日天人家条种类岁倍元处批届期%]")
 # How the model says it found nothing (Simplified).
@@ -128,11 +127,6 @@ def own_words(answer: str, question: str) -> list[str]:
     asked = set(lexical_tokens(to_simplified(question)))
     return [t for t in dict.fromkeys(lexical_tokens(to_simplified(answer)))
             if t not in asked and not (len(t) == 2 and _JOINERS.intersection(t))]
-
-
-def asks_quantity(question: str) -> bool:
-    """多少… / 几个… questions: their answer must hold a number."""
-    return bool(_QUANTITY_QUESTION.search(to_simplified(question)))
 
 
 def has_quantity(answer: str) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rag.cite import asks_quantity
+from rag.lang import asks_quantity
 
 _NUMERAL = "一二三四五六七八九十两"
 _CN_VALUE = {c: i for i, c in enumerate("零一二三四五六七八九十", 0)} | {"两": 2}

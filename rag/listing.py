@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rag.prompt import CLAUSE, item_name, unnumbered
+from rag.lang import CLAUSE, item_name, unnumbered
 from rag.types import Sentence
 
 # The answer's items: what the model wrote between list marks, without its own numbering.

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.chunk import HEADINGS, TITLE_LEVEL, heading
+from rag.chunk import TITLE_LEVEL, heading
 from rag.embed import Embedder
 from rag.index import Index, lexical_tokens
 from rag.injection import addresses_assistant
+from rag.lang import CLAUSE, item_name, overlap
+from rag.lang import ORDINAL as _ORDINAL
 from rag.normalize import to_simplified
 from rag.types import Hit, Sentence
 
@@ -70,14 +72,6 @@ def role_sentences(index: Index, doc_ids: Sequence[str], roles: Sequence[str]) -
     wanted = [to_simplified(r) for r in roles if r]
     return evidence_only([s for d in doc_ids for s in document_sentences(index, d)
                           if any(r in s.simplified for r in wanted)])
-
-
-def overlap(terms: Sequence[str], text_simplified: str, weights: Sequence[float] | None = None) -> float:
-    """Share of ``terms`` (by weight, if given) that occur in the text."""
-    if not terms:
-        return 0.0
-    weights = weights or [1.0] * len(terms)
-    return sum(w for t, w in zip(terms, weights, strict=True) if t in text_simplified) / sum(weights)
 
 
 def rank_sentences(sentences: Sequence[Sentence], question_simplified: str, query_vector: np.ndarray,
@@ -135,8 +129,7 @@ def render(templates: Templates, sentences: Sequence[Sentence], question: str,
 
 
 # --- list questions: the structure that holds the items ------------------------------------------------------
-# 一是…二是…, 首先…其次…, 第一…第二…: a run of sentences that each open with an ordinal.
-_ORDINAL = re.compile(r"^(?:[一二三四五六七八九十]+是|首先|其次|再次|最后|第[一二三四五六七八九十]+[,，、是])")
+# 一是…二是…, 首先…其次…, 第一…第二…: a run of sentences that each open with an ordinal (``rag.lang.ORDINAL``).
 _ITEM_SEPARATORS = re.compile(r"[、；;]|和|及|与|”“")
 # With the number of items known, clauses count as items too: 风险防范增力度,考试组织提效度,信访服务升温度.
 _CLAUSE_SEPARATORS = re.compile(r"[、；;，,]|和|及|与|”“")
@@ -164,7 +157,6 @@ def enumerating(ranked: Sequence[Sentence], count: int) -> Sentence | None:
                 None)
 
 
-CLAUSE = re.compile(r"[^，,；;：:。！？!?]+")
 
 
 def lists_items(clause: str) -> bool:
@@ -230,21 +222,6 @@ def _at(sentences: Sequence[Sentence], anchor: Sentence) -> int:
 
 
 _NAMED_SHARE = 0.6
-
-
-def unnumbered(text: str) -> str:
-    """``text`` without the numbering that opens it (（一）, 1., 一、, 一是, 首先…)."""
-    for _, pattern in HEADINGS:
-        if m := pattern.match(text):
-            return text[m.end():].strip()
-    return _ORDINAL.sub("", text, count=1).strip()
-
-
-def item_name(simplified: str) -> str:
-    """What names an item sentence: its first clause, without its numbering (（一）坚持党建引领，… → 坚持党建引领)."""
-    text = unnumbered(simplified.strip())
-    first = CLAUSE.match(text)
-    return first.group() if first else text
 
 
 def _body(sentences: Sequence[Sentence], anchor: Sentence, asked: str) -> list[Sentence]:

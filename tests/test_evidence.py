@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from rag.evidence import MUST_PENALTY, Evidence, EvidenceJudge, content_words
+from rag.evidence import MUST_PENALTY, Evidence, EvidenceJudge
 from rag.index import Index
-from rag.question import analyse
+from rag.question import analyse, content_words
 from rag.retrieve import search
 from tests.fakes import FakeEmbedder
 
@@ -110,7 +110,7 @@ def test_question_without_content_words_is_not_covered(index: Index, judge: Evid
 
 
 def test_answerable_what_is_question_is_covered(index: Index, judge: EvidenceJudge) -> None:
-    # jieba segments 什么是五育并举 as 什么/是五育/并举; ``content_words`` (rag/evidence.py) must not keep
+    # jieba segments 什么是五育并举 as 什么/是五育/并举; ``content_words`` (rag/question.py) must not keep
     # "是五育", which no text contains, or a question the corpus answers (001: 1.突出五育並舉) is judged
     # uncovered and refused.
     evidence = assess(index, judge, "什么是五育并举")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from rag.lang import item_name
 from rag.listing import answer_items, complete, enumerations
-from rag.prompt import item_name
 from rag.types import Sentence
 
 

@@ -13,6 +13,7 @@ import pytest
 from rag import prompt as prompting
 from rag.cite import has_quantity
 from rag.index import Index
+from rag.lang import overlap
 from rag.normalize import to_simplified
 from rag.prompt import (
     candidate_sentences,
@@ -21,7 +22,6 @@ from rag.prompt import (
     focus,
     list_items,
     lists_items,
-    overlap,
     rank_sentences,
     render,
     select,
