@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: serve test setup install models index browser lint bench eval clean-index reliability
+.PHONY: serve test setup install llama rebuild-llama models index browser lint bench eval clean-index reliability
 
 serve: setup
 	$(BIN)/rag serve
@@ -20,11 +20,24 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# llama-cpp-python compiles from source (about 6 minutes on 2 cores); pip caches the wheel it builds.
-	CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/python -m pip install --quiet -e '.[dev]'
+	# llama.cpp first, built for the instructions this CPU really runs (never GGML_NATIVE's guess), so that
+	# pip finds llama-cpp-python installed and never builds or reuses a wheel of its own for it.
+	$(BIN)/python rag/models/llama_build.py --python $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
-models: install
+# Every run: the CPU may not be the one the venv was built on (probing takes a few seconds; a wheel for the
+# same flags is reused from ~/.cache/rag/llama-cpp-python/<key>/).
+llama: install
+	@$(BIN)/python rag/models/llama_build.py --python $(BIN)/python
+
+# When `rag models` says llama.cpp crashed: rebuild from the most capable instruction set down, keeping the
+# first build whose decode of the model succeeds in a child process.
+rebuild-llama: install
+	$(BIN)/rag models --rebuild-llama
+
+# Provisions the models, then proves in a child process that llama.cpp decodes the GGUF on this CPU.
+models: llama
 	$(BIN)/rag models
 
 index: models

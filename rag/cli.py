@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag.config import Settings
-from rag.errors import RagError
+from rag.errors import ModelProvisionError, RagError
 
 if TYPE_CHECKING:
     from rag.parts import Parts
@@ -21,15 +21,35 @@ log = logging.getLogger("rag")
 
 
 def cmd_models(args: argparse.Namespace, settings: Settings, parts: Parts) -> int:
-    from rag.models import LLMS, provision_embedder, provision_llm
+    from rag.models.proof import check_decodes
+    from rag.models.provision import LLMS, provision_embedder, provision_llm
 
     started = time.perf_counter()
+    if args.rebuild_llama:
+        return _rebuild_llama(settings)
     if not args.skip_llm:
-        print(f"LLM: {provision_llm(settings.models_dir, LLMS[args.llm])}")
+        gguf = provision_llm(settings.models_dir, LLMS[args.llm])
+        print(f"LLM: {gguf}")
+        proof = check_decodes(gguf)  # a ModelCrashError says what crashed and how to rebuild
+        print(f"LLM decodes on this CPU ({proof.detail}, {proof.seconds:.1f} s in a child process)")
     if not args.skip_embedder:
         print(f"embedder: {provision_embedder(settings.models_dir)}")
     print(f"models ready in {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def _rebuild_llama(settings: Settings) -> int:
+    """Rebuild llama.cpp from the most capable instruction set down, keeping the first that decodes the model."""
+    from rag.models.llama_build import ensure, wheel_cache
+    from rag.models.proof import check_decodes
+
+    if not settings.resolved_llm_path.is_file():
+        raise ModelProvisionError(f"no GGUF model at {settings.resolved_llm_path} to prove a build with; run "
+                                  "`rag models` first")
+    status = ensure(sys.executable, settings.resolved_llm_path, force=True, cache=wheel_cache())
+    if status == 0:
+        check_decodes(settings.resolved_llm_path, fresh=True)
+    return status
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings, parts: Parts) -> int:
@@ -60,6 +80,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings, parts: Parts) -> int
     from rag.server.app import create_app
 
     settings = settings.model_copy(update={k: v for k, v in (("host", args.host), ("port", args.port)) if v})
+    if settings.llm_backend == "llama-cpp" and parts.builds_generator:  # prove the model before the server loads it
+        # in this process (tests hand in a fake generator instead)
+        from rag.models.proof import check_decodes
+
+        check_decodes(settings.resolved_llm_path)
     uvicorn.run(create_app(settings, parts), host=settings.host, port=settings.port, log_level="info")
     return 0
 

@@ -123,3 +123,7 @@ class ModelProvisionError(RagError):
 
     status_code = 500
     type = "model_error"
+
+
+class ModelCrashError(ModelProvisionError):
+    """llama.cpp crashed while decoding the model on this CPU; rebuild it with `make rebuild-llama`."""

