@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -316,45 +316,46 @@ def _chunk(row: tuple[Any, ...]) -> Chunk:
                  clean_start, clean_end)
 
 
-class Records(Mapping[str, DocRecord]):
-    """The documents of a corpus store as a read-only mapping ``doc_id -> DocRecord``."""
+V = TypeVar("V")
+
+
+class _ByDocId(Mapping[str, V]):
+    """A read-only mapping ``doc_id -> value`` over a corpus store, read on demand; ``_get`` reads one value."""
 
     def __init__(self, store: CorpusStore) -> None:
         self._store = store
 
-    def __getitem__(self, doc_id: str) -> DocRecord:
-        record = self._store.record(doc_id)
-        if record is None:
-            raise KeyError(doc_id)
-        return record
+    def _get(self, doc_id: str) -> V | None:
+        raise NotImplementedError
 
-    def __contains__(self, doc_id: object) -> bool:
-        return isinstance(doc_id, str) and self._store.record(doc_id) is not None
+    def __getitem__(self, doc_id: str) -> V:
+        value = self._get(doc_id)
+        if value is None:
+            raise KeyError(doc_id)
+        return value
 
     def __iter__(self) -> Iterator[str]:
         return iter([r.doc_id for r in self._store.records()])
 
     def __len__(self) -> int:
         return self._store.document_count()
+
+
+class Records(_ByDocId[DocRecord]):
+    """The documents of a corpus store as a read-only mapping ``doc_id -> DocRecord``."""
+
+    def _get(self, doc_id: str) -> DocRecord | None:
+        return self._store.record(doc_id)
+
+    def __contains__(self, doc_id: object) -> bool:
+        return isinstance(doc_id, str) and self._store.record(doc_id) is not None
 
     def values(self) -> list[DocRecord]:  # type: ignore[override]
         return self._store.records()
 
 
-class Sources(Mapping[str, str]):
+class Sources(_ByDocId[str]):
     """Original document texts as a read-only mapping ``doc_id -> text`` (read on demand)."""
 
-    def __init__(self, store: CorpusStore) -> None:
-        self._store = store
-
-    def __getitem__(self, doc_id: str) -> str:
-        text = self._store.text(doc_id)
-        if text is None:
-            raise KeyError(doc_id)
-        return text
-
-    def __iter__(self) -> Iterator[str]:
-        return iter([r.doc_id for r in self._store.records()])
-
-    def __len__(self) -> int:
-        return self._store.document_count()
+    def _get(self, doc_id: str) -> str | None:
+        return self._store.text(doc_id)
