@@ -123,7 +123,9 @@ def cmd_eval(args: argparse.Namespace, settings: Settings, parts: Parts) -> int:
     from rag.eval.run import run_adversarial
 
     ids = args.ids.split(",") if args.ids else None
-    out = Path(args.out)
+    if args.benchmark:
+        return _benchmark(args, settings, parts, ids)
+    out = Path(args.out or "eval/runs/latest")
     if args.gate:
         return _gate(args, settings, parts, out)
     k = args.k if args.k is not None else 5
@@ -133,9 +135,30 @@ def cmd_eval(args: argparse.Namespace, settings: Settings, parts: Parts) -> int:
         summary = run_adversarial(settings, Path(args.adversarial_dir), out, k=k, parts=parts)
     else:
         summary = run_eval(settings, Path(args.gold), out, url=args.url, api_key=args.api_key, no_llm=args.no_llm,
-                           limit=args.limit, ids=ids, k=k, split=args.split, parts=parts)
+                           limit=args.limit, ids=ids, k=k, split=args.split, parts=parts, baseline=args.baseline)
     print(json.dumps(summary.get("metrics", summary), ensure_ascii=False, indent=2))
+    if "baseline" in summary:
+        print("baseline: " + json.dumps(summary["baseline"]["metrics"], ensure_ascii=False))
+        print(f"baseline report: {out / 'baseline' / 'report.md'}")
     print(f"report: {out / 'report.md'}")
+    return 0
+
+
+def _benchmark(args: argparse.Namespace, settings: Settings, parts: Parts, ids: list[str] | None) -> int:
+    """An external benchmark: one part of it through the service and the naive baseline, back to back."""
+    from rag.eval.benchmark import DEFAULT_OUT, headline, run_benchmark
+
+    if args.url or args.gate or args.adversarial or args.no_llm or args.split or args.baseline:
+        raise RagError("--benchmark runs in process, with the model, on an archive of its own and always beside "
+                       "the baseline: drop --url, --gate, --adversarial, --no-llm, --split and --baseline")
+    if args.part is None:
+        raise RagError("--benchmark needs --part tune (the part to tune on) or --part report (the part to report)")
+    out = Path(args.out) if args.out else DEFAULT_OUT
+    summary = run_benchmark(settings, out, part=args.part, benchmark=args.benchmark, ids=ids, limit=args.limit,
+                            left_out_share=args.left_out_share, parts=parts)
+    print(json.dumps(summary["metrics"], ensure_ascii=False, indent=2))
+    print("\n".join(headline(summary)))
+    print(f"report: {out / args.part / 'report.md'}")
     return 0
 
 
@@ -195,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ask)
     p = sub.add_parser("eval", help="evaluate against the gold QA set")
     p.add_argument("--gold", default="eval/gold.jsonl")
-    p.add_argument("--out", default="eval/runs/latest")
+    p.add_argument("--out", help="output folder (default eval/runs/latest; with --benchmark, eval/runs/cmrc2018, "
+                   "which holds the archive and a folder per part)")
     p.add_argument("--url", help="evaluate a running service through its HTTP API")
     p.add_argument("--api-key")
     p.add_argument("--no-llm", action="store_true", help="retrieval metrics only")
@@ -208,6 +232,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adversarial-dir", default="eval/adversarial")
     p.add_argument("--gate", action="store_true", help="run the CI quality gate against eval/thresholds.json")
     p.add_argument("--thresholds", default="eval/thresholds.json")
+    p.add_argument("--baseline", action="store_true",
+                   help="also ask each gold question of the naive baseline (same model and search, a plain prompt)")
+    p.add_argument("--benchmark", metavar="NAME|PATH",
+                   help="run an external benchmark instead of the gold set: cmrc2018 (../shared/benchmarks/), or "
+                        "the path of a CMRC 2018 / SQuAD-style JSON file; always beside the baseline")
+    p.add_argument("--part", choices=["tune", "report"],
+                   help="the benchmark's part (split by a hash of the question id)")
+    p.add_argument("--left-out-share", type=float, default=0.15,
+                   help="share of the benchmark's paragraphs left out of its archive (their questions are "
+                        "unanswerable)")
     p.set_defaults(func=cmd_eval)
     return parser
 

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from rag.config import Settings
 from rag.errors import NotReady, RagError
 from rag.eval.backends import HTTP_TIMEOUT, Backend, HttpBackend, InProcessBackend, Service
+from rag.eval.baseline import beside, write_peer
 from rag.eval.gold import (
     SPLITS,
     EvalError,
@@ -87,10 +88,12 @@ def run_eval(settings: Settings, gold_path: Path | str, out_dir: Path | str, *, 
              api_key: str | None = None, no_llm: bool = False, limit: int | None = None,
              ids: Sequence[str] | None = None, k: int = 5, progress: bool = True,
              client: httpx.Client | None = None, service: Service | None = None,
-             split: str | None = None, parts: Parts | None = None) -> dict[str, Any]:
+             split: str | None = None, parts: Parts | None = None, baseline: bool = False) -> dict[str, Any]:
     """Evaluate the gold set and write ``summary.json``, ``report.md`` and ``results.jsonl`` into
     ``out_dir``; return the summary. HTTP mode when ``url`` or ``client`` is given, else in process
-    (``service``, or one built from ``settings`` and ``parts``; with ``no_llm``, without a generator)."""
+    (``service``, or one built from ``settings`` and ``parts``; with ``no_llm``, without a generator).
+    With ``baseline`` (in process only), each question is asked of the naive baseline right after the
+    service; its files go to ``out_dir/baseline`` and its metrics to the summary's ``baseline``."""
     _check_args(k, limit)
     gold_path = Path(gold_path)
     items = select_items(load_gold(gold_path), ids, limit, split)
@@ -99,9 +102,20 @@ def run_eval(settings: Settings, gold_path: Path | str, out_dir: Path | str, *, 
     checker = SpanChecker(settings.corpus_dir, *default_span_functions())
     http = url is not None or client is not None
     started = time.perf_counter()
+    if baseline and (http or no_llm):
+        raise EvalError("the baseline runs in process, with the model: drop --url and --no-llm")
+    if baseline and service is None:
+        from rag.service import build_service
+
+        service = build_service(settings, parts)
+    peer = beside(service, settings, parts or Parts()) if baseline and service is not None else None
+    results: list[QuestionResult] = []
+    peers: list[QuestionResult] = []
     with _open_backend(settings, url, api_key, client, service, parts, no_llm) as backend:
-        results = [evaluate_question(backend, item, k, not no_llm, checker)
-                   for item in tqdm(items, desc="rag eval", unit="q", disable=not progress)]
+        for item in tqdm(items, desc="rag eval", unit="q", disable=not progress):
+            results.append(evaluate_question(backend, item, k, not no_llm, checker))
+            if peer is not None:  # back to back, so each row has its peer from the same moment
+                peers.append(evaluate_question(peer, item, k, True, checker))
     summary = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "mode": "http" if http else "in-process", "url": url, "no_llm": no_llm, "k": k,
@@ -114,6 +128,8 @@ def run_eval(settings: Settings, gold_path: Path | str, out_dir: Path | str, *, 
                      for name in SPLITS if any(r.item.split == name for r in results)},
         "settings": _settings_snapshot(settings),
     }
+    if peer is not None:
+        summary["baseline"] = write_peer(Path(out_dir) / "baseline", summary, peers)
     write_outputs(Path(out_dir), summary, results)
     log.info("eval: %d questions in %.1f s, written to %s", len(items), summary["duration_s"], out_dir)
     return summary
