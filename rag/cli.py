@@ -197,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--llm", default="qwen2.5-coder-1.5b", choices=["qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"])
     p.add_argument("--skip-llm", action="store_true")
     p.add_argument("--skip-embedder", action="store_true")
+    p.add_argument("--rebuild-llama", action="store_true",
+                   help="rebuild llama.cpp for this CPU: the most capable instruction set whose decode succeeds")
     p.set_defaults(func=cmd_models)
     p = sub.add_parser("ingest", help="index documents (default: the corpus folder)")
     p.add_argument("paths", nargs="*")
