@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     max_pages: int = Field(2000, ge=1, le=100_000, description="PDFs with more pages are rejected.")
     max_unpacked_bytes: int = Field(200_000_000, ge=1_000, le=10_000_000_000,
                                     description="A .docx that unpacks to more bytes is rejected (zip bomb).")
+    max_ocr_pages: int = Field(50, ge=0, le=100_000, description="Scanned pages (PDF pages without a text "
+                               "layer, image frames) read by OCR per document; a document with more is "
+                               "rejected before any is read. OCR takes about 10 s a page on 2 cores.")
 
     # --- retrieval -------------------------------------------------------------------------------------
     fusion: Literal["rrf", "weighted"] = Field("rrf", description="How dense and lexical ranks combine.")

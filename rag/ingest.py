@@ -55,7 +55,8 @@ class IngestReport:
 
 
 def limits(settings: Settings) -> Limits:
-    return Limits(max_pages=settings.max_pages, max_unpacked_bytes=settings.max_unpacked_bytes)
+    return Limits(max_pages=settings.max_pages, max_unpacked_bytes=settings.max_unpacked_bytes,
+                  max_ocr_pages=settings.max_ocr_pages)
 
 
 def chunker_config(settings: Settings) -> ChunkerConfig:

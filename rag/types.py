@@ -13,14 +13,19 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class Document:
     """A source file's extracted text. ``doc_id`` is its path relative to the corpus root; ``sha256`` is
-    of the file's bytes. ``pages[i]`` is the offset where page ``i + 1`` starts (PDF only); ``headings``
-    holds ``(offset, level)`` of structural headings (Word styles, HTML ``<hN>``, Markdown ``#``)."""
+    of the file's bytes. ``pages[i]`` is the offset where page ``i + 1`` starts (PDF and images);
+    ``headings`` holds ``(offset, level)`` of structural headings (Word styles, HTML ``<hN>``, Markdown
+    ``#``). ``title`` is the title the format declares (``""``: none); ``ocr_pages`` are the 1-based
+    pages read by OCR, ``empty_pages`` those without text."""
 
     doc_id: str
     text: str
     sha256: str
     pages: tuple[int, ...] = ()
     headings: tuple[tuple[int, int], ...] = ()
+    title: str = ""
+    ocr_pages: tuple[int, ...] = ()
+    empty_pages: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

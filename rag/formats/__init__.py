@@ -1,8 +1,9 @@
 """Formats: turn a file's bytes into a ``Document`` whose text is what chunk and citation offsets index.
 
-One reader per format (``text``, ``markdown``, ``html``, ``docx``, ``pdf``), chosen by the file name's
-extension and confirmed by the content's magic bytes: a ``.txt`` that is really a PDF is an error, not a
-guess. Every failure is a ``DocumentError`` that names the file and the reason.
+One reader per format (``text``, ``markdown``, ``html``, ``docx``, ``pdf``, ``image``), chosen by the file
+name's extension and confirmed by the content's magic bytes: a ``.txt`` that is really a PDF is an error,
+not a guess. Every failure is a ``DocumentError`` that names the file and the reason. Scanned PDF pages
+and images are read by OCR (``ocr``), which takes seconds a page: those readers report progress per page.
 """
 
 from __future__ import annotations
@@ -21,16 +22,23 @@ from rag.types import Document
 log = logging.getLogger(__name__)
 
 Reader = Callable[[bytes, str, Limits], Extracted]
+Progress = Callable[[int, int], None]  # (pages recognised by OCR, pages to recognise)
+PagedReader = Callable[[bytes, str, Limits, Progress | None], Extracted]
 DEFAULT_LIMITS = Limits()
 
 # extension → format name
 FORMATS = {".txt": "text", ".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html",
-           ".docx": "docx", ".pdf": "pdf"}
+           ".docx": "docx", ".pdf": "pdf", ".png": "image", ".jpg": "image", ".jpeg": "image", ".tif": "image",
+           ".tiff": "image"}
 EXTENSIONS = tuple(FORMATS)
+_BINARY = {"pdf": "PDF", "docx": "DOCX", "image": "an image"}  # formats the magic bytes confirm, as named
+# The magic bytes of the images we read.
+_IMAGE_MAGIC = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"II*\x00", "a TIFF image"),
+                (b"MM\x00*", "a TIFF image"))
 # What the magic bytes of a format we do not read say it is.
 _FOREIGN_MAGIC = (
     (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Word/Office .doc file (save it as .docx)"),
-    (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+    (b"GIF8", "a GIF image"),
     (b"\x1f\x8b", "a gzip archive"), (b"Rar!", "a RAR archive"), (b"7z\xbc\xaf", "a 7-Zip archive"),
     (b"{\\rtf", "an RTF file"),
 )
@@ -41,10 +49,17 @@ def _readers() -> dict[str, Reader]:
     from rag.formats.docx import read_docx
     from rag.formats.html import read_html
     from rag.formats.markdown import read_markdown
-    from rag.formats.pdf import read_pdf
     from rag.formats.text import read_text
 
-    return {"text": read_text, "markdown": read_markdown, "html": read_html, "docx": read_docx, "pdf": read_pdf}
+    return {"text": read_text, "markdown": read_markdown, "html": read_html, "docx": read_docx}
+
+
+def _paged_readers() -> dict[str, PagedReader]:
+    """Formats whose pages may need OCR, which report progress page by page."""
+    from rag.formats.image import read_image
+    from rag.formats.pdf import read_pdf
+
+    return {"pdf": read_pdf, "image": read_image}
 
 
 @dataclass(frozen=True)
@@ -64,17 +79,29 @@ def format_of(name: str) -> str:
 
 
 def sniff(data: bytes) -> str | None:
-    """The format the content says it is (``pdf``, ``docx`` for any zip), a description of a foreign
-    binary format, or None for text."""
+    """The format the content says it is (``pdf``, ``docx`` for any zip, ``image``), a description of a
+    foreign binary format, or None for text."""
     head = data[:1024].lstrip(b"\xef\xbb\xbf")
     if head.startswith(b"%PDF-"):
         return "pdf"
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         return "docx"
+    if any(head.startswith(magic) for magic, _ in _IMAGE_MAGIC):
+        return "image"
     for magic, what in _FOREIGN_MAGIC:
         if head.startswith(magic):
             return what
     return None
+
+
+def _described(data: bytes, found: str | None) -> str:
+    """What the content is, for a message: ``a PDF``, ``a PNG image``, ``text``, a foreign format."""
+    if found == "image":
+        head = data[:16]
+        return next(what for magic, what in _IMAGE_MAGIC if head.startswith(magic))
+    if found in _BINARY:
+        return "a " + _BINARY[found]
+    return found or "text"
 
 
 def detect(data: bytes, name: str, filename: str | None = None) -> str:
@@ -82,31 +109,45 @@ def detect(data: bytes, name: str, filename: str | None = None) -> str:
     agrees with it. Messages name the file ``name``."""
     claimed = format_of(filename or name)
     found = sniff(data)
-    binary = {"pdf", "docx"}
-    if claimed in binary and found != claimed:
-        what = found if found and found not in binary else ("a " + found.upper() if found else "text")
-        raise DocumentError(f"{name}: the name says {claimed.upper()} but the content is {what}")
-    if claimed not in binary and found is not None:
-        what = "a " + found.upper() + " file" if found in binary else found
+    if claimed in _BINARY and found != claimed:
+        raise DocumentError(f"{name}: the name says {_BINARY[claimed]} but the content is {_described(data, found)}")
+    if claimed not in _BINARY and found is not None:
+        what = _described(data, found) + (" file" if found in ("pdf", "docx") else "")
         raise DocumentError(f"{name}: the name says {claimed} but the content is {what}")
     return claimed
 
 
-def extract(data: bytes, name: str, limits: Limits = DEFAULT_LIMITS, filename: str | None = None) -> Extracted:
-    """Read ``data`` as the format its name and content agree on."""
+def needs_ocr(data: bytes, filename: str, limits: Limits = DEFAULT_LIMITS) -> bool:
+    """Whether reading the file runs OCR: an image, or a PDF with pages without a text layer."""
+    claimed, found = FORMATS.get(Path(filename).suffix.lower()), sniff(data)
+    if claimed == found == "image":
+        return True
+    if claimed == found == "pdf":
+        from rag.formats.pdf import has_scans
+
+        return has_scans(data, limits)
+    return False
+
+
+def extract(data: bytes, name: str, limits: Limits = DEFAULT_LIMITS, filename: str | None = None,
+            progress: Progress | None = None) -> Extracted:
+    """Read ``data`` as the format its name and content agree on; ``progress`` hears of each OCR'd page."""
     fmt = detect(data, name, filename)
-    extracted = _readers()[fmt](data, name, limits)
+    paged = _paged_readers()
+    extracted = paged[fmt](data, name, limits, progress) if fmt in paged else _readers()[fmt](data, name, limits)
     if not extracted.text.strip():
         raise DocumentError(f"{name}: no text found in the file")
     return extracted
 
 
-def read_bytes(data: bytes, doc_id: str, limits: Limits = DEFAULT_LIMITS, filename: str | None = None) -> Document:
+def read_bytes(data: bytes, doc_id: str, limits: Limits = DEFAULT_LIMITS, filename: str | None = None,
+               progress: Progress | None = None) -> Document:
     """A ``Document`` from a file's bytes; its ``text`` is the extracted text that offsets index. The
     format comes from ``filename`` (default: ``doc_id``) and the content."""
-    extracted = extract(data, doc_id, limits, filename)
+    extracted = extract(data, doc_id, limits, filename, progress)
     return Document(doc_id=doc_id, text=extracted.text, sha256=hashlib.sha256(data).hexdigest(),
-                    pages=extracted.pages, headings=extracted.headings)
+                    pages=extracted.pages, headings=extracted.headings, title=extracted.title,
+                    ocr_pages=extracted.ocr_pages, empty_pages=extracted.empty_pages)
 
 
 def read_document(path: Path, doc_id: str, limits: Limits = DEFAULT_LIMITS) -> Document:

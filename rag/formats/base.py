@@ -7,24 +7,32 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Limits:
-    """Caps applied while reading a file (a PDF's pages, a zip's unpacked bytes)."""
+    """Caps applied while reading a file (a PDF's pages, a zip's unpacked bytes, the pages read by OCR)."""
 
     max_pages: int = 2000
     max_unpacked_bytes: int = 200_000_000
+    max_ocr_pages: int = 50
 
 
 @dataclass(frozen=True)
 class Extracted:
     """The text a reader extracted from a file, with its structure.
 
-    ``text`` is what offsets index. ``pages[i]`` is the offset where page ``i + 1`` starts (PDF only).
-    ``headings`` maps the offset of a structural heading's first character (Word heading style, HTML
-    ``<h1>``…``<h6>``, Markdown ``#``) to its level, 1 for the biggest.
+    ``text`` is what offsets index. ``pages[i]`` is the offset where page ``i + 1`` starts (PDF and
+    images). ``headings`` maps the offset of a structural heading's first character (Word heading style,
+    HTML ``<h1>``…``<h6>``, Markdown ``#``) to its level, 1 for the biggest. ``title`` is the title the
+    format declares, which may not be part of the text (HTML ``<title>``, Word's core properties, PDF
+    metadata or its first large-font lines, an OCR'd page's first heading line); ``""`` when it declares
+    none. ``ocr_pages`` lists the 1-based pages whose text was recognised from their image, and
+    ``empty_pages`` those without any text (blank, or an image without text).
     """
 
     text: str
     pages: tuple[int, ...] = ()
     headings: tuple[tuple[int, int], ...] = ()
+    title: str = ""
+    ocr_pages: tuple[int, ...] = ()
+    empty_pages: tuple[int, ...] = ()
 
 
 class TextBuilder:

@@ -1,86 +1,138 @@
-"""PDF with a text layer (pypdfium2): per-page text rebuilt into paragraphs, page furniture dropped.
+"""PDF (pypdfium2): the text layer of each page, or OCR of the page's image where it has none.
 
-PDFium reports each visual line; a line that runs to the right margin without ending a sentence was
-broken by the layout, so it is joined to the next one (also across a page break). Running headers,
-footers and page numbers (lines at the top or bottom of the page that repeat on other pages once their
-digits are ignored, or that are only a page number) are not part of the extracted text. The extracted
-text is what offsets index; ``pages`` records where each page starts in it.
+A page keeps its text layer when it has one; a page without (a scan: an image and fewer than
+``_MIN_PAGE_CHARS`` characters) is rendered and recognised (``ocr``), up to ``Limits.max_ocr_pages``
+pages. Either way the lines go to ``layout.assemble``, which joins layout line breaks, drops running
+headers, footers and page numbers, and records where each page starts in the extracted text; the text is
+what offsets index. ``ocr_pages`` and ``empty_pages`` say which pages were recognised and which are blank.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import statistics
 import threading
-from collections import Counter
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
 
+import numpy as np
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
 from rag.errors import DocumentError
+from rag.formats import ocr
 from rag.formats.base import Extracted, Limits
+from rag.formats.layout import Line, Page, assemble, lead
 
 log = logging.getLogger(__name__)
 
-_SENTENCE_END = "。！？；!?;：:"
-_PAGE_NUMBER = re.compile(
-    r"^(?:[-—–\s]*\d{1,5}[-—–\s]*|第\s*\d+\s*页(?:\s*[/,，]?\s*共\s*\d+\s*页)?|\d+\s*/\s*\d+"
-    r"|(?:page|p\.)\s*\d+(?:\s*of\s*\d+)?)$", re.IGNORECASE)
-_BAND = 0.12  # share of the page height at the top and bottom where furniture sits
-_REPEAT_SHARE = 0.4  # a furniture line repeats on at least this share of the pages (and on two)
+Progress = Callable[[int, int], None]  # (pages recognised, pages to recognise)
+
 _UNMAPPED_SHARE = 0.05
+# A page with fewer characters in its text layer than this, and an image on it, is a scan (a text layer of
+# a page number or a stamp is no reading of the page).
+_MIN_PAGE_CHARS = 20
+_MAX_DPI = 300  # small pages are rendered at most this fine (large ones to ocr.MAX_SIDE pixels)
+# Metadata titles that name a file or a tool's placeholder, not the document ("page.html", "Microsoft
+# Word - 文档1.docx", "untitled").
+_PLACEHOLDER_TITLE = re.compile(r"\.[A-Za-z0-9]{1,5}$|^(?:untitled|无标题|未命名|新建)", re.IGNORECASE)
 # PDFium is not thread-safe; uploads are read on request threads while `rag ingest` may run in another.
 _PDFIUM = threading.Lock()
-_NO_LINE_START = "”’）》」』】〕、，。：；！？,.;:!?)%"
-_NO_LINE_END = "“‘（《「『【〔("
-_CJK = re.compile(r"[\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef\u3000-\u303f]")
 
 
-@dataclass(frozen=True)
-class Line:
-    """One visual line of a page, with its box in PDF points (y grows upwards). ``lead`` is the width
-    of the line's first unbreakable unit (a Latin word, a number, a character with its closing mark),
-    counted as full-width characters plus narrow ink:
-    the previous line ended early when that unit did not fit on it."""
-
-    text: str
-    left: float
-    right: float
-    top: float
-    bottom: float
-    char_width: float
-    lead_wide: int  # full-width characters in the first unbreakable unit
-    lead_narrow: float  # and the ink width of its other characters
-
-
-@dataclass(frozen=True)
-class Page:
-    lines: tuple[Line, ...]
-    height: float
-    unmapped: int
-    chars: int
-
-
-def read_pdf(data: bytes, name: str, limits: Limits) -> Extracted:
+def read_pdf(data: bytes, name: str, limits: Limits, progress: Progress | None = None) -> Extracted:
     if b"%%EOF" not in data[-2048:]:
         raise DocumentError(f"{name}: truncated or corrupt PDF (no end-of-file marker)")
     with _PDFIUM:
         pdf = _open(data, name)
-        try:
+    try:
+        with _PDFIUM:
             if len(pdf) > limits.max_pages:
                 raise DocumentError(f"{name}: {len(pdf):,} pages; the limit is {limits.max_pages:,}")
             pages = [_read_page(pdf[i]) for i in range(len(pdf))]
-        finally:
+            scans = [i for i, page in enumerate(pages) if _scanned(page, pdf[i])]
+            title = _metadata_title(pdf)
+        check_ocr_pages(len(scans), limits, name)
+        _check_unmapped([page for i, page in enumerate(pages) if i not in scans], name)
+        for done, i in enumerate(scans, 1):
+            with _PDFIUM:  # PDFium renders under the lock; the recogniser runs outside it
+                image, scale = render(pdf[i])
+            pages[i] = ocr.read_page(image, scale, ocr.recogniser())
+            if progress:
+                progress(done, len(scans))
+    finally:
+        with _PDFIUM:
             pdf.close()
+    if not any(page.lines for page in pages):
+        raise DocumentError(f"{name}: no text on any of its {len(pages)} pages (blank, or images without "
+                            "recognisable text)")
+    extracted = assemble(pages)
+    log.info("pdf %s: %d pages, %d read by OCR, %d empty", name, len(pages), len(scans), len(extracted.empty_pages))
+    return dataclasses.replace(extracted, title=title or extracted.title)
+
+
+def check_ocr_pages(count: int, limits: Limits, name: str) -> None:
+    """Refuse a file with more pages to recognise than ``limits.max_ocr_pages`` before any OCR runs."""
+    if count > limits.max_ocr_pages:
+        raise DocumentError(f"{name}: {count:,} pages without a text layer need OCR; the limit is "
+                            f"{limits.max_ocr_pages:,} (RAG_MAX_OCR_PAGES)")
+
+
+def _check_unmapped(pages: list[Page], name: str) -> None:
     chars = sum(p.chars for p in pages)
-    if chars == 0:
-        raise DocumentError(f"{name}: no text layer; OCR is not supported")
     unmapped = sum(p.unmapped for p in pages)
     if unmapped > _UNMAPPED_SHARE * chars:
         raise DocumentError(f"{name}: {unmapped} of {chars} characters have no Unicode mapping in the PDF's fonts")
-    return assemble(pages)
+
+
+def has_scans(data: bytes, limits: Limits) -> bool:
+    """Whether a PDF has pages to recognise (cheaply: the text layer is counted, not laid out); False for
+    a file whose reading fails at once (PDFium cannot open it, too many pages)."""
+    with _PDFIUM:
+        try:
+            pdf = pdfium.PdfDocument(data)
+        except pdfium.PdfiumError:
+            return False
+        try:
+            if len(pdf) > limits.max_pages:
+                return False
+            for i in range(len(pdf)):
+                page = pdf[i]
+                textpage = page.get_textpage()
+                chars = len("".join(textpage.get_text_range().split()))
+                textpage.close()
+                if _scanned(Page((), 0.0, chars=chars), page):
+                    return True
+            return False
+        finally:
+            pdf.close()
+
+
+def _scanned(page: Page, pdf_page: pdfium.PdfPage) -> bool:
+    """No usable text layer but something drawn: an image, or (with no text at all) any object."""
+    if page.chars >= _MIN_PAGE_CHARS:
+        return False
+    if page.chars == 0 and pdfium_c.FPDFPage_CountObjects(pdf_page.raw) > 0:
+        return True
+    return next(iter(pdf_page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE])), None) is not None
+
+
+def render(page: pdfium.PdfPage) -> tuple[np.ndarray, float]:
+    """The page as a grayscale image of at most ``ocr.MAX_SIDE`` pixels on its long side (whatever size its
+    box claims), and the scale in pixels per point."""
+    started = time.perf_counter()
+    width, height = page.get_size()
+    scale = min(ocr.MAX_SIDE / max(width, height, 1.0), _MAX_DPI / 72)
+    image = page.render(scale=scale, grayscale=True).to_numpy()
+    log.debug("pdf: rendered a page at %.0f dpi in %.2f s", scale * 72, time.perf_counter() - started)
+    return np.ascontiguousarray(image.reshape(image.shape[0], image.shape[1])), scale
+
+
+def _metadata_title(pdf: pdfium.PdfDocument) -> str:
+    title = " ".join((pdf.get_metadata_value("Title") or "").split())
+    return "" if _PLACEHOLDER_TITLE.search(title) else title
 
 
 def _open(data: bytes, name: str) -> pdfium.PdfDocument:
@@ -140,100 +192,7 @@ def _close_line(current: list[tuple[str, tuple[float, float, float, float]]], li
         if ord(text[-1]) > 0x2000:  # a full-width mark's ink ends before its advance does
             right = max(right, boxes[-1][0] + width)
         lines.append(Line(text, min(b[0] for b in boxes), right, max(b[3] for b in boxes),
-                          min(b[1] for b in boxes), width, *_lead(current)))
+                          min(b[1] for b in boxes), width, *lead(current)))
     current.clear()
 
 
-def _lead(chars: list[tuple[str, tuple[float, float, float, float]]]) -> tuple[int, float]:
-    """Advance of the first unit a line breaker cannot split: a run of Latin letters, digits and
-    punctuation, or one ideograph, with the opening marks before it and the closing marks after it."""
-    end = 0
-    while end < len(chars) - 1 and chars[end][0] in _NO_LINE_END:
-        end += 1
-    end += 1
-    if chars[0][0] in "(（" and (close := next((i for i, (c, _) in enumerate(chars) if c in ")）"), 0)):
-        end = close + 1  # a parenthesised annotation such as `(lǐng)` stays on one line
-    elif not _CJK.match(chars[end - 1][0]):
-        while end < len(chars) and not _CJK.match(chars[end][0]) and not chars[end][0].isspace():
-            end += 1
-    while end < len(chars) and chars[end][0] in _NO_LINE_START:
-        end += 1
-    # a full-width mark's ink is narrower than its advance; a Latin letter's is about its advance
-    unit = chars[:end]
-    return sum(ord(c) > 0x2000 for c, _ in unit), sum((b[2] - b[0]) * 1.2 for c, b in unit if ord(c) <= 0x2000)
-
-
-def furniture(pages: list[Page]) -> set[tuple[int, int]]:
-    """``(page, line)`` indexes of running headers, footers and page numbers."""
-    candidates: dict[tuple[int, int], str] = {}
-    for p, page in enumerate(pages):
-        for i, line in enumerate(page.lines):
-            if line.bottom >= page.height * (1 - _BAND) or line.top <= page.height * _BAND:
-                candidates[(p, i)] = re.sub(r"\d+", "#", " ".join(line.text.split()))
-    seen = Counter(key for _, key in {(p, key) for (p, _), key in candidates.items()})
-    needed = max(2, _REPEAT_SHARE * len(pages))
-    return {pos for pos, key in candidates.items()
-            if seen[key] >= needed or _PAGE_NUMBER.match(pages[pos[0]].lines[pos[1]].text)}
-
-
-def assemble(pages: list[Page]) -> Extracted:
-    """The extracted text and page starts: body lines in order, layout line breaks joined."""
-    drop = furniture(pages)
-    body = [[line for i, line in enumerate(page.lines) if (p, i) not in drop] for p, page in enumerate(pages)]
-    layout = Layout.of([line for lines in body for line in lines])
-    parts: list[str] = []
-    length = 0
-    starts: list[int] = []
-    previous: Line | None = None
-    for lines in body:
-        starts.append(length)
-        for n, line in enumerate(lines):
-            if previous is not None:
-                sep = layout.separator(previous, line, same_page=n > 0)
-                parts.append(sep)
-                length += len(sep)
-            if n == 0:
-                starts[-1] = length
-            parts.append(line.text)
-            length += len(line.text)
-            previous = line
-    log.debug("pdf: %d pages, %d lines, %d furniture lines", len(pages), sum(map(len, body)), len(drop))
-    return Extracted("".join(parts), pages=tuple(starts))
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where the body text's lines start and end, and how far apart its lines are."""
-
-    left: float
-    right: float
-    pitch: float
-
-    @classmethod
-    def of(cls, lines: list[Line]) -> Layout:
-        if not lines:
-            return cls(0.0, 0.0, 0.0)
-        lefts = sorted(line.left for line in lines)
-        rights = sorted(line.right for line in lines)  # a high percentile: a few wide lines must not decide
-        steps = [a.bottom - b.bottom for a, b in zip(lines, lines[1:], strict=False) if a.bottom > b.bottom]
-        return cls(lefts[int(0.1 * (len(lefts) - 1))], rights[int(0.9 * (len(rights) - 1))],
-                   statistics.median(steps) if steps else 0.0)
-
-    def wraps(self, previous: Line, line: Line, same_page: bool) -> bool:
-        """The layout, not the author, broke ``previous``: it is full (the next line's first unit did not
-        fit on it), and the next line is not indented nor set apart like a new paragraph."""
-        lead = line.lead_wide * previous.char_width + line.lead_narrow
-        full = previous.right + lead + 0.5 * previous.char_width >= self.right
-        indented = line.left > self.left + 0.8 * line.char_width
-        spaced = same_page and previous.bottom - line.bottom > 1.3 * self.pitch
-        # across a page break the gap says nothing: a finished sentence there ends the paragraph
-        ended = not same_page and previous.text[-1] in _SENTENCE_END
-        return full and not indented and not spaced and not ended
-
-    def separator(self, previous: Line, line: Line, same_page: bool) -> str:
-        if not self.wraps(previous, line, same_page):
-            return "\n"
-        if previous.text[-1].isascii() and previous.text[-1].isalnum() and line.text[0].isascii() \
-                and line.text[0].isalnum():
-            return " "  # a wrapped Latin phrase
-        return ""

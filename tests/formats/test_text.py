@@ -114,6 +114,8 @@ def test_load_documents_skips_a_bad_file_and_loads_the_rest(tmp_path: Path) -> N
     documents, skipped = load_documents([tmp_path])
     assert [(d.doc_id, d.text) for d in documents] == [("a.txt", "第一篇。"), ("sub/x.txt", "第三篇。")]
     assert skipped == [Skipped("b.txt", "b.txt: cannot decode as UTF-8 or GB18030/GBK"),
+                       Skipped("image.png", "image.png: corrupt or unreadable image (not a PNG, JPEG or TIFF image "
+                               "Pillow can read)"),
                        Skipped("sub/empty.md", "sub/empty.md: the file is empty")]
 
 
