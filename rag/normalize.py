@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from pathlib import PurePosixPath
 
 import opencc
 
@@ -115,8 +116,8 @@ def clean_document(doc: Document) -> CleanDocument:
     """Clean one document, derive its Simplified form and title."""
     text, offsets = clean_with_offsets(doc.text)
     return CleanDocument(doc_id=doc.doc_id, original=doc.text, clean=text,
-                         simplified=simplified_aligned(text), offsets=tuple(offsets), title=_title(text),
-                         headings=doc.headings)
+                         simplified=simplified_aligned(text), offsets=tuple(offsets),
+                         title=document_title(text, doc.title, doc.doc_id), headings=doc.headings)
 
 
 def is_title_line(line: str) -> bool:
@@ -135,9 +136,16 @@ def title_lines_of(clean_text: str) -> list[str]:
     return titles
 
 
-def _title(clean_text: str) -> str:
-    """Leading title lines; else the first sentence of the text, shortened."""
-    titles = title_lines_of(clean_text)
-    if titles:
-        return " ".join(titles)
-    return re.split(r"[。！？；\n]", clean_text, maxsplit=1)[0][:_TITLE_MAX]
+def document_title(clean_text: str, declared: str, name: str) -> str:
+    """The title people know a document by, never a sentence cut short: the title its format declares
+    (HTML ``<title>``/``<h1>``, Word's Title, PDF metadata or first large-font lines, an OCR'd page's first
+    heading line) when it reads as a title; else the text's leading title lines (short lines that do not
+    end like a sentence; they also win when the declared title is only the first of them); else the file
+    name without its extension."""
+    lines = title_lines_of(clean_text)
+    declared = " ".join(clean(declared).split())
+    if is_title_line(declared) and not (lines and lines[0] == declared):
+        return declared
+    if lines:
+        return " ".join(lines)
+    return PurePosixPath(name).stem

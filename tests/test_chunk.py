@@ -275,7 +275,7 @@ def test_sections_of_at_least_min_chars_stay_separate() -> None:
 def test_a_single_small_document_is_one_chunk() -> None:
     chunks = chunks_of("\u3000\u3000只有一句话。\n")
     assert [(c.start, c.end, c.section, c.text, c.clean_start, c.clean_end) for c in chunks] == \
-        [(2, 8, ("只有一句话",), "只有一句话。", 0, 6)]  # no headings: under the title
+        [(2, 8, ("t",), "只有一句话。", 0, 6)]  # no headings: under the title (no title line: the file's name)
 
 
 def test_an_empty_clean_document_has_no_chunks() -> None:

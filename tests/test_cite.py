@@ -17,8 +17,8 @@ from tests.fakes import FakeEmbedder
 
 REPO = Path(__file__).resolve().parent.parent
 DOC_000 = "000_ae0e48cc884afd96.txt"
-# Document 000 has no headings: its passages sit under its title (the first sentence, shortened).
-TITLE_000 = "近日,陽山召開2023年縣委教育工作領導小組會議,深入學習貫徹黨的二十大精神以及"
+# Document 000 has no headings: its passages sit under its title (no title line: the file's name).
+TITLE_000 = "000_ae0e48cc884afd96"
 RANKED = ("2022年,省人民政府教育督導室反饋2021年市縣政府履行教育職責評價的結果公布,"
           "陽山縣在清遠市八個縣(市、區)中排名第三,在北部生態發展區37個縣(市區)排名第六,獲優秀等次。")
 FOCUS = "要聚焦內涵發展,在提升辦學質量和水平上持續發力。"

@@ -12,6 +12,7 @@ from rag.normalize import (
     clean,
     clean_document,
     clean_with_offsets,
+    document_title,
     is_title_line,
     is_traditional,
     simplified_aligned,
@@ -162,8 +163,9 @@ def test_clean_of_every_chunk_span_is_the_chunk_text(sample_docs: list[CleanDocu
 # --- titles -------------------------------------------------------------------------------------------------------
 def test_titles_of_the_sample_documents(sample_docs: list[CleanDocument]) -> None:
     assert {d.doc_id: d.title for d in sample_docs} == {
-        "000_ae0e48cc884afd96.txt": "近日,陽山召開2023年縣委教育工作領導小組會議,深入學習貫徹黨的二十大精神以及",
-        "001_079ce6fb03cbab58.txt": "黨的二十大報告提出,加快建設教育強國、科技強國、人才強國,把教育擺在科技和人才的",
+        # no title line, no title declared by the format: the file's name, never a sentence cut short
+        "000_ae0e48cc884afd96.txt": "000_ae0e48cc884afd96",
+        "001_079ce6fb03cbab58.txt": "001_079ce6fb03cbab58",
         "002_9f3d902dfed96728.txt": "2023年廣東東莞教育高質量發展重點工作",
         "003_727ffb95bee0db86.txt": "2023年度教育局教育局工作会议上讲话",
         "004_c849ceb370c41d84.txt": "实干担当 笃行致远 奋力谱写辽源教育高质量发展新篇章",
@@ -180,6 +182,15 @@ def test_junk_is_gone_from_the_sample_documents(sample_docs: list[CleanDocument]
     assert "推荐访问" not in by_id["003_727ffb95bee0db86.txt"].clean
     assert "(ppp项目)" in by_id["003_727ffb95bee0db86.txt"].clean
     assert all("(lǐng)" not in d.clean and "\u0301" not in d.clean for d in sample_docs)
+
+
+def test_document_title_prefers_the_declared_title_then_title_lines_then_the_file_name() -> None:
+    assert document_title("正文第一句。", "县教育局年度报告", "a/b.html") == "县教育局年度报告"
+    assert document_title("主标题\n副标题\n正文。", "主标题", "x.pdf") == "主标题 副标题"  # declared = first line
+    assert document_title("主标题\n正文。", "", "x.pdf") == "主标题"
+    assert document_title("近日，某县召开会议，" * 5, "", "reports/2023年工作报告.pdf") == "2023年工作报告"
+    assert document_title("正文。", "近日，某县召开会议，" * 5, "r.html") == "r"  # a sentence is no title
+    assert document_title("正文。", "領(lǐng)導講話", "r.docx") == "領導講話"  # cleaned like the text
 
 
 def test_title_lines() -> None:

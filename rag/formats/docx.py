@@ -5,6 +5,7 @@ A ``.docx`` is a zip; its unpacked size is capped before python-docx opens it (a
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 import zipfile
@@ -30,12 +31,20 @@ def read_docx(data: bytes, name: str, limits: Limits) -> Extracted:
     except Exception as exc:  # python-docx raises KeyError, ValueError, lxml errors… on a broken package
         raise DocumentError(f"{name}: corrupt Word file ({type(exc).__name__}: {exc})") from exc
     builder = TextBuilder()
+    titled = ""
     for block in document.iter_inner_content():
         if isinstance(block, Paragraph):
             builder.line(block.text, heading_level(block))
+            titled = titled or (block.text if _titled(block) else "")
         elif isinstance(block, Table):
             _table(block, builder)
-    return builder.build()
+    # The title of the document's properties (File > Info), else its first paragraph in the Title style.
+    return dataclasses.replace(builder.build(), title=document.core_properties.title or titled)
+
+
+def _titled(paragraph: Paragraph) -> bool:
+    style = paragraph.style
+    return style is not None and (style.name or "").strip().lower() in _TITLE_STYLE
 
 
 def heading_level(paragraph: Paragraph) -> int:

@@ -6,6 +6,7 @@ lines that scraped text files carry (扫码关注…, 上一篇…) are dropped 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from bs4 import BeautifulSoup, NavigableString, Tag
@@ -22,6 +23,8 @@ _PAGE_PARTS = frozenset({"header", "footer"})
 _BLOCKS = frozenset({"p", "div", "section", "article", "main", "li", "ul", "ol", "dl", "dt", "dd", "blockquote",
                      "pre", "figure", "figcaption", "address", "center", "body", "html", "caption", "hr"})
 _HEADINGS = {f"h{i}": i for i in range(1, 7)}
+# "文章标题 - 站点名", "文章标题_站点名", "文章标题 | 站点名": the site's name after the last separator.
+_SITE_SUFFIX = re.compile(r"\s*(?:\s[-|–—]\s|_)[^-|–—_]*$")
 _JUNK_CLASS = re.compile(r"(^|[-_ ])(nav|navbar|menu|breadcrumbs?|sidebar|share|comments?|advert|ads?)([-_ ]|$)",
                          re.IGNORECASE)
 
@@ -31,7 +34,16 @@ def read_html(data: bytes, name: str, limits: Limits) -> Extracted:
     root = _content_root(soup)
     builder = TextBuilder()
     _Walker(builder).block(root)
-    return builder.build()
+    return dataclasses.replace(builder.build(), title=page_title(soup, root))
+
+
+def page_title(soup: BeautifulSoup, root: Tag) -> str:
+    """The article's first ``<h1>``, else the page's ``<title>`` without the site's name after it (a
+    ``<title>`` that does not hold the ``<h1>`` is usually the site's name alone)."""
+    h1 = root.find("h1")
+    if isinstance(h1, Tag) and (heading := " ".join(h1.get_text(" ").split())):
+        return heading
+    return _SITE_SUFFIX.sub("", " ".join(soup.title.get_text(" ").split())) if soup.title else ""
 
 
 def _content_root(soup: BeautifulSoup) -> Tag:
