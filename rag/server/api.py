@@ -20,7 +20,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as FormFile
 
 from rag.errors import Busy, InvalidRequest, PayloadTooLarge, RagError
-from rag.index.writer import IndexWriter
+from rag.formats import needs_ocr, read_bytes
+from rag.index.writer import IndexWriter, sanitize_name
+from rag.ingest import limits
 from rag.jobs import Job, JobQueue
 from rag.server.schemas import (
     ChatRequest,
@@ -297,7 +299,8 @@ def document_text(doc_id: str, service: Service) -> DocumentText:
          responses={202: {"model": JobOut, "description": "Still indexing: poll `Location` (/v1/jobs/{id})"}})
 async def upload_document(request: Request, service: Service, writer: Writer, jobs: Jobs,
                           file: UploadFile = File(...)) -> Any:  # noqa: B008
-    """Upload one ``.txt``, ``.md``, ``.html``/``.htm``, ``.docx`` or ``.pdf`` file. 201 with the document
+    """Upload one ``.txt``, ``.md``, ``.html``/``.htm``, ``.docx``, ``.pdf`` or image (``.png``, ``.jpg``/``.jpeg``,
+    ``.tif``/``.tiff``: read by OCR, as are PDF pages without a text layer) file. 201 with the document
     when indexed within `RAG_UPLOAD_WAIT_SECONDS`,
     else 202 with a job to poll; an error envelope when it fails."""
     files = [v for _, v in (await request.form()).multi_items() if isinstance(v, FormFile)]
@@ -310,9 +313,16 @@ async def upload_document(request: Request, service: Service, writer: Writer, jo
         raise PayloadTooLarge(f"the upload is larger than the limit of {limit:,} bytes")
     if not file.filename:
         raise InvalidRequest("the upload has no file name")
-    doc = await run_in_threadpool(writer.prepare, file.filename, data)
-    job = await settle(jobs.submit("upload", lambda job: writer.add(doc, data, job)),
-                       service.settings.upload_wait_seconds)
+    name, settings = file.filename, service.settings
+    if await run_in_threadpool(needs_ocr, data, name, limits(settings)):
+        # OCR takes seconds a page: the job reads the file, one writer at a time, reporting pages read
+        doc_id = sanitize_name(name)
+        job = await settle(jobs.submit("upload", lambda job: writer.add(
+            read_bytes(data, doc_id, limits(settings), progress=job.progress), data, job)),
+            settings.upload_wait_seconds)
+    else:
+        doc = await run_in_threadpool(writer.prepare, name, data)
+        job = await settle(jobs.submit("upload", lambda job: writer.add(doc, data, job)), settings.upload_wait_seconds)
     if job.status == "failed" and job.error is not None:
         raise job.error
     if job.status == "done":

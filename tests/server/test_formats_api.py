@@ -3,13 +3,16 @@ citations, the stored extracted text, and a clear 4xx (or a named skip line) for
 
 from __future__ import annotations
 
+import difflib
 import io
 import os
 import subprocess
 import sys
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pypdfium2 as pdfium
@@ -22,18 +25,32 @@ from rag.ingest import ingest_paths
 from rag.normalize import clean
 from rag.server.app import create_app
 from tests.fakes import FAKE_PARTS, FakeEmbedder
+from tests.fixtures.scans import blank_image, fixture_pdf, picture_file, scan_pdf
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "formats"
 PDF0 = "000_ae0e48cc884afd96.pdf"
 
 
-def assert_error(response: httpx.Response, status: int, kind: str) -> str:
+def assert_error(response: httpx.Response, status: int, kind: str, client: TestClient | None = None) -> str:
+    """The error's message, checked for status and type. An upload read by OCR may answer 202 first (OCR
+    runs in the job): then its job must end failed with that error."""
+    if client is not None and status == 422 and response.status_code == 202:
+        job = finished(client, response.json())
+        assert job["status"] == "failed" and job["error"]["type"] == kind, job
+        return str(job["error"]["message"])
     assert response.status_code == status, response.text
     body = response.json()
     assert list(body) == ["error"] and body["error"]["type"] == kind
     assert "Traceback" not in response.text
     return str(body["error"]["message"])
+
+
+def finished(client: TestClient, job: dict[str, Any]) -> dict[str, Any]:
+    while job["status"] in ("queued", "running"):
+        time.sleep(0.2)
+        job = client.get(f"/v1/jobs/{job['id']}").json()
+    return job
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +122,8 @@ def bomb() -> bytes:
 
 @pytest.mark.parametrize(("name", "data", "status", "message"), [
     ("locked.pdf", (FIXTURES / "bad" / "encrypted.pdf").read_bytes(), 422, "locked.pdf: the PDF is encrypted"),
-    ("scan.pdf", (FIXTURES / "bad" / "scanned.pdf").read_bytes(), 422,
-     "scan.pdf: no text layer; OCR is not supported"),
+    ("blank.png", blank_image(), 422, "blank.png: no text recognised in the image"),
+    ("cut.png", picture_file(fixture_pdf("000_ae0e48cc884afd96"))[:3000], 422, "cut.png: corrupt or unreadable image"),
     ("cut.pdf", (FIXTURES / PDF0).read_bytes()[:20_000], 422, "cut.pdf: truncated or corrupt PDF"),
     ("cut.docx", (FIXTURES / "000_ae0e48cc884afd96.docx").read_bytes()[:9_000], 422,
      "cut.docx: corrupt or truncated Word file"),
@@ -123,7 +140,7 @@ def test_bad_uploads_get_a_4xx_with_the_reason_and_change_nothing(
     count = len(client.get("/v1/documents").json()["data"])
 
     got = assert_error(upload(client, name, data), status, "document_error" if status == 422 else
-                       "invalid_request_error")
+                       "invalid_request_error", client)
 
     assert got.startswith(message)
     assert sorted(p.name for p in settings.corpus_dir.iterdir()) == before
@@ -136,7 +153,7 @@ def test_cli_ingest_names_each_skipped_file_and_ingests_the_rest(tmp_path: Path)
     for ext in (".pdf", ".docx", ".html"):
         (corpus / f"good{ext}").write_bytes((FIXTURES / f"000_ae0e48cc884afd96{ext}").read_bytes())
     (corpus / "locked.pdf").write_bytes((FIXTURES / "bad" / "encrypted.pdf").read_bytes())
-    (corpus / "scan.pdf").write_bytes((FIXTURES / "bad" / "scanned.pdf").read_bytes())
+    (corpus / "blank.png").write_bytes(blank_image())
     (corpus / "liar.docx").write_bytes((FIXTURES / PDF0).read_bytes())
     env = {**os.environ, "PYTHONPATH": str(REPO),
            "RAG_INDEX_DIR": str(tmp_path / "index"), "RAG_MODELS_DIR": str(tmp_path / "models")}
@@ -149,5 +166,43 @@ def test_cli_ingest_names_each_skipped_file_and_ingests_the_rest(tmp_path: Path)
     assert "skipped liar.docx: liar.docx: the name says DOCX but the content is a PDF" in lines
     assert "skipped locked.pdf: locked.pdf: the PDF is encrypted (password-protected); remove the password " \
            "and upload it again" in lines
-    assert "skipped scan.pdf: scan.pdf: no text layer; OCR is not supported" in lines
+    assert "skipped blank.png: blank.png: no text recognised in the image" in lines
     assert any(line.startswith("ingested: 3 documents") for line in lines)
+
+
+@pytest.mark.slow
+def test_an_image_only_pdf_upload_is_read_in_the_job_and_cited_by_page(
+        pdf_app: tuple[TestClient, Settings]) -> None:
+    """The scan of sample 000 (2 pages, no text layer) replaces its PDF: answered with citations whose page is
+    the page that holds the words, verified against the stored text; the job counted pages, then chunks."""
+    client, settings = pdf_app
+    name = PDF0.replace(".pdf", ".scan.pdf")
+    response = upload(client, name, scan_pdf(fixture_pdf("000_ae0e48cc884afd96")))
+    if response.status_code == 202:  # OCR takes seconds a page: poll the job
+        assert finished(client, response.json())["status"] == "done"
+    else:
+        assert response.status_code == 201, response.text
+    assert client.delete(f"/v1/documents/{PDF0}").status_code == 200  # the scan alone answers
+    document = client.get(f"/v1/documents/{name}/text").json()
+    assert len(document["pages"]) == 2 and document["title"] == "000_ae0e48cc884afd96.scan"
+
+    body = client.post("/v1/chat/completions",
+                       json={"messages": [{"role": "user", "content": "阳山县在清远市八个县中排名第几？"}]}).json()
+
+    assert body["refused"] is False and body["citations"]
+    assert {c["doc_id"] for c in body["citations"]} == {name}
+    for citation in body["citations"]:
+        assert clean(document["text"][citation["start"]:citation["end"]]) == citation["text"]
+        page, page_end = page_span(document["pages"], citation["start"], citation["end"])
+        assert citation["page"] == page and citation.get("page_end") == page_end
+        assert longest_common_run(citation["text"], PDF0) == page  # the original's page that holds the words
+    assert upload(client, PDF0, (FIXTURES / PDF0).read_bytes()).status_code == 201  # as the other tests had it
+
+
+def longest_common_run(text: str, pdf_name: str) -> int:
+    """The 1-based page of a text-layer PDF that shares the longest run of characters with ``text``."""
+    pdf = pdfium.PdfDocument(FIXTURES / pdf_name)
+    pages = ["".join(pdf[i].get_textpage().get_text_range().split()) for i in range(len(pdf))]
+    text = "".join(text.split())
+    runs = [difflib.SequenceMatcher(None, text, raw, autojunk=False).find_longest_match().size for raw in pages]
+    return runs.index(max(runs)) + 1
