@@ -32,6 +32,7 @@ MAX_SIDE = 2000
 _ROW_OVERLAP = 0.5  # boxes whose vertical extents overlap by this share of the smaller one sit on one row
 _JOIN_GAP = 1.5  # boxes on one row closer than this many line heights are one line (the detector split it)
 _SPANNING = 0.6  # a line wider than this share of the text block crosses any column gutter
+_GUTTER_SHARE = 0.1  # a column gutter is crossed by at most this share of the narrower lines
 _ALIGNED = 0.6  # in a text column, at least this share of the lines end at its right edge (justified)
 
 
@@ -108,16 +109,40 @@ def reading_order(boxes: Sequence[TextBox]) -> list[TextBox]:
     if not lines:
         return []
     width = max(b.right for b in lines) - min(b.left for b in lines)
+    gutters = _gutters([b for b in lines if b.right - b.left <= _SPANNING * width])
     out: list[TextBox] = []
     block: list[TextBox] = []
     for line in sorted(lines, key=lambda b: (b.top, b.left)):
-        if line.right - line.left > _SPANNING * width:
+        if line.right - line.left > _SPANNING * width or any(line.left < g0 and line.right > g1 for g0, g1 in gutters):
             out += _block_order(block)
             block = []
             out.append(line)
         else:
             block.append(line)
     return out + _block_order(block)
+
+
+def _gutters(narrow: list[TextBox]) -> list[tuple[float, float]]:
+    """Vertical strips that (almost) no line narrower than the text block crosses, with text on both sides:
+    the gaps between columns. A narrow line that crosses one anyway (a centred heading) spans the columns."""
+    if len(narrow) < 4:
+        return []
+    left, step = min(b.left for b in narrow), max(statistics.median(b.height for b in narrow) / 2, 1.0)
+    cover = [0] * (int((max(b.right for b in narrow) - left) / step) + 1)
+    for b in narrow:
+        for i in range(int((b.left - left) / step), int((b.right - left) / step) + 1):
+            cover[i] += 1
+    open_ = [c <= _GUTTER_SHARE * len(narrow) for c in cover]
+    gutters: list[tuple[float, float]] = []
+    start = None
+    for i, free in enumerate([*open_, False]):
+        if free and start is None:
+            start = i
+        elif not free and start is not None:
+            if start > 0 and i < len(cover):  # inside the text, not its margins
+                gutters.append((left + (start + 1) * step, left + i * step))
+            start = None
+    return gutters
 
 
 def _join_rows(boxes: Sequence[TextBox]) -> list[TextBox]:

@@ -42,6 +42,16 @@ def test_two_columns_under_a_spanning_heading_read_a_column_at_a_time() -> None:
                                                          "右三行", "横跨两"]
 
 
+def test_a_centred_heading_between_columns_does_not_merge_them() -> None:
+    left = [box(f"左{i}行文字左{i}行文字", 100, 100 + 30 * i, 480) for i in range(3)]
+    right = [box(f"右{i}行文字右{i}行文字", 520, 100 + 30 * i, 900) for i in range(3)]
+    heading = box("居中小标题", 430, 200, 570)
+    lower = [box(f"下左{i}行文字下左{i}文字", 100, 240 + 30 * i, 480) for i in range(2)] + \
+        [box(f"下右{i}行文字下右{i}文字", 520, 240 + 30 * i, 900) for i in range(2)]
+    assert [b.text[:3] for b in reading_order(left + right + [heading] + lower)] == \
+        ["左0行", "左1行", "左2行", "右0行", "右1行", "右2行", "居中小", "下左0", "下左1", "下右0", "下右1"]
+
+
 def test_table_cells_are_joined_row_by_row() -> None:
     boxes = [box("学段", 100, 100, 160), box("人数", 400, 100, 460), box("学校数", 700, 100, 790),
              box("小学", 100, 130, 160), box("2000", 400, 130, 450), box("12", 700, 130, 730),
