@@ -11,8 +11,10 @@ joined into paragraphs, and loses its running header and page number, exactly li
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
+import re
 import statistics
 import threading
 import time
@@ -34,6 +36,10 @@ _JOIN_GAP = 1.5  # boxes on one row closer than this many line heights are one l
 _SPANNING = 0.6  # a line wider than this share of the text block crosses any column gutter
 _GUTTER_SHARE = 0.1  # a column gutter is crossed by at most this share of the narrower lines
 _ALIGNED = 0.6  # in a text column, at least this share of the lines end at its right edge (justified)
+# A pinyin syllable in brackets of either width right after an ideograph, as OCR reads it (tone-marked vowels
+# lost or kept, an l read as I); a page with at least _ANNOTATED_PAGE of them is annotated throughout.
+_ANNOTATION = re.compile(r"(?<=[\u3400-\u9fff])[(（][A-Za-zü][a-zü\u00e0-\u00fc\u0101-\u01dc]{0,5}[)）]")
+_ANNOTATED_PAGE = 5
 
 
 @dataclass(frozen=True)
@@ -92,12 +98,23 @@ def box_of(points: Any, text: str) -> TextBox:
 def read_page(image: np.ndarray, scale: float, recognise: Recogniser) -> Page:
     """One OCR'd page; ``scale`` is pixels per point, so its lines are measured in points like a PDF's."""
     started = time.perf_counter()
-    boxes = [b for b in recognise(image) if b.text]
+    boxes = without_annotations([b for b in recognise(image) if b.text])
     lines = [line_of(b, scale, image.shape[0]) for b in reading_order(boxes)]
     log.debug("ocr: page of %dx%d px, %d lines in %.1f s", image.shape[1], image.shape[0], len(lines),
               time.perf_counter() - started)
     return Page(tuple(lines), image.shape[0] / scale, chars=sum(len(x.text.replace(" ", "")) for x in lines),
                 ocr=True)
+
+
+def without_annotations(boxes: list[TextBox]) -> list[TextBox]:
+    """The boxes without pinyin annotations, when the page carries them (``領(lǐng)導(dǎo)``, as scraped
+    pages print their ruby): at least ``_ANNOTATED_PAGE`` parenthesised syllables right after ideographs. The
+    recogniser's dictionary has no ǎ or ǐ, so it reads ``領（lng）導（do)``, which no text rule can tell from a
+    word in brackets; the page can, and its text is what the reader returns."""
+    if sum(len(_ANNOTATION.findall(b.text)) for b in boxes) < _ANNOTATED_PAGE:
+        return boxes
+    stripped = [dataclasses.replace(b, text=_ANNOTATION.sub("", b.text)) for b in boxes]
+    return [b for b in stripped if b.text]
 
 
 # --- reading order ------------------------------------------------------------------------------------------

@@ -70,6 +70,15 @@ def test_lines_of_one_column_keep_their_order_top_to_bottom() -> None:
     assert [b.text[0] for b in reading_order(boxes)] == ["甲", "乙", "丙", "丁"]
 
 
+def test_pinyin_annotations_are_dropped_from_a_page_that_carries_them() -> None:
+    annotated = [TextBox("近日召開領（lng）導（do)小組會議，深入學（xue）習（xi）貫徹(Ing）導（jié）精神", 0, 0, 1, 1),
+                 TextBox("应用程序（app）", 0, 2, 1, 3)]
+    assert [b.text for b in ocr.without_annotations(annotated)] == \
+        ["近日召開領導小組會議，深入學習貫徹導精神", "应用程序"]  # the whole page is annotated
+    plain = [TextBox("应用程序（app）和小程序（mini）", 0, 0, 1, 1)]  # a few words in brackets: left alone
+    assert ocr.without_annotations(plain) == plain
+
+
 # --- bad input: refused before the recogniser runs ----------------------------------------------------------
 @pytest.fixture
 def no_recogniser(monkeypatch: pytest.MonkeyPatch) -> None:
