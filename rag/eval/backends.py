@@ -7,13 +7,15 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
 
 from rag.errors import RagError
 from rag.eval.gold import EvalError, to_simplified
 from rag.types import Answer, Citation, Hit
+
+T = TypeVar("T")
 
 # A CPU model can take minutes on a long answer; connecting should still fail fast.
 HTTP_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
@@ -63,6 +65,23 @@ class Reply:
     context: tuple[str, ...] | None = None  # what the model was shown, Simplified; ``None`` when not reported
 
 
+def drain(stream: Iterable[object], final_type: type[T]) -> tuple[T, float, float]:
+    """Consume a stream of text pieces that ends in one ``final_type`` value: that value, the seconds it took
+    in all, and the seconds to its first text (all of it, when no text came)."""
+    started = time.perf_counter()
+    ttft: float | None = None
+    final: T | None = None
+    for item in stream:
+        if isinstance(item, final_type):
+            final = item
+        elif item and ttft is None:
+            ttft = time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    if final is None:
+        raise QuestionFailed(f"the stream ended without a final {final_type.__name__}")
+    return final, elapsed, ttft if ttft is not None else elapsed
+
+
 class Backend(Protocol):
     def search(self, query: str, k: int) -> list[Passage]: ...
 
@@ -80,20 +99,9 @@ class InProcessBackend:
                 for h in self._service.search(query, top_k=k)]
 
     def ask(self, messages: list[dict[str, str]]) -> Reply:
-        started = time.perf_counter()
-        ttft: float | None = None
-        final: Answer | None = None
-        for item in self._service.stream(messages):
-            if isinstance(item, Answer):
-                final = item
-            elif item and ttft is None:
-                ttft = time.perf_counter() - started
-        elapsed = time.perf_counter() - started
-        if final is None:
-            raise QuestionFailed("the service's stream ended without a final Answer")
-        return Reply(final.text, tuple(final.citations), final.refused, final.prompt_tokens, elapsed,
-                     ttft if ttft is not None else elapsed, final.reason or None,
-                     tuple(s.simplified for s in final.context))
+        final, elapsed, ttft = drain(self._service.stream(messages), Answer)
+        return Reply(final.text, tuple(final.citations), final.refused, final.prompt_tokens, elapsed, ttft,
+                     final.reason or None, tuple(s.simplified for s in final.context))
 
 
 class HttpBackend:

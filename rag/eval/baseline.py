@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.config import Settings
-from rag.eval.backends import Passage, QuestionFailed, Reply, Service
+from rag.eval.backends import Passage, Reply, Service, drain
 from rag.eval.gold import SPLITS, normalize
 from rag.eval.metrics import QuestionResult, compute_metrics
 from rag.eval.report import write_outputs
@@ -92,20 +92,14 @@ class Baseline:
         """The model's reply as it wrote it; ``ttft_s`` from the call to the model's first text."""
         started = time.perf_counter()
         chat, hits = self.prompt(messages)
-        ttft: float | None = None
-        completion: Completion | None = None
-        for item in self.generator.stream(chat, self.max_tokens, self.temperature):
-            if isinstance(item, Completion):
-                completion = item
-            elif item and ttft is None:
-                ttft = time.perf_counter() - started
-        elapsed = time.perf_counter() - started
-        if completion is None:
-            raise QuestionFailed("the generator's stream ended without a Completion")
+        searched = time.perf_counter() - started
+        completion, generated, to_text = drain(self.generator.stream(chat, self.max_tokens, self.temperature),
+                                               Completion)
+        elapsed, ttft = searched + generated, searched + to_text
         text = completion.text.strip()
         phrase = refusal_phrase(text)
         return Reply(text, (), bool(phrase), completion.prompt_tokens, elapsed,
-                     ttft if ttft is not None else elapsed, f"says {phrase}" if phrase else None,
+                     ttft, f"says {phrase}" if phrase else None,
                      tuple(h.chunk.simplified for h in hits))
 
 
