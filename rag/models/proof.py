@@ -63,11 +63,14 @@ def check_decodes(gguf: Path, fresh: bool = False, python: str = sys.executable)
         if proof.ok:
             with contextlib.suppress(OSError):  # a read-only models folder: prove again next time
                 memo.write_text(json.dumps({"key": key, "proof": asdict(proof)}), "utf-8")
-    if not proof.ok:
+    if not proof.ok and proof.detail.startswith("crashed"):
         raise ModelCrashError(f"llama.cpp {proof.detail} while decoding {gguf.name} on this CPU (build: "
                               f"{record.get('cmake_args', 'not made by rag/models/llama_build.py')}); rebuild it "
                               "for this CPU with `make rebuild-llama`, which tries smaller instruction sets until "
                               "one decodes")
+    if not proof.ok:  # an error Python saw: the file, not the CPU
+        raise ModelProvisionError(f"llama.cpp could not load and decode {gguf}: {proof.detail}; `rag models` "
+                                  "verifies the provisioned model (or point RAG_LLM_PATH at a GGUF chat model)")
     return proof
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rag.config import Settings
-from rag.errors import ModelCrashError
+from rag.errors import ModelCrashError, ModelProvisionError
 from rag.models import llama_build
 from rag.models.llama_build import FEATURES, Build, Feature, ProbeRun, candidates, probe_cpu, prove_decode
 from rag.models.proof import check_decodes
@@ -125,3 +125,12 @@ def test_the_installed_build_decodes_the_model_in_a_child() -> None:
     proof = prove_decode(sys.executable, gguf)
     assert proof.ok, proof.detail
     assert proof.detail.startswith("decoded ")
+
+
+def test_a_model_llama_cannot_load_is_named_not_blamed_on_the_cpu(tmp_path: Path) -> None:
+    gguf = tmp_path / "broken.gguf"
+    gguf.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(ModelProvisionError) as caught:
+        check_decodes(gguf)
+    assert not isinstance(caught.value, ModelCrashError)
+    assert f"could not load and decode {gguf}: exit status 1" in str(caught.value)
