@@ -86,7 +86,7 @@ class Settings(BaseSettings):
                                     description="A .docx that unpacks to more bytes is rejected (zip bomb).")
     max_ocr_pages: int = Field(50, ge=0, le=100_000, description="Scanned pages (PDF pages without a text "
                                "layer, image frames) read by OCR per document; a document with more is "
-                               "rejected before any is read. OCR takes about 10 s a page on 2 cores.")
+                               "rejected before any is read. OCR takes about 20 s a page on 2 busy cores.")
 
     # --- retrieval -------------------------------------------------------------------------------------
     fusion: Literal["rrf", "weighted"] = Field("rrf", description="How dense and lexical ranks combine.")
