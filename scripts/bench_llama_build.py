@@ -33,12 +33,13 @@ llm = Llama(model_path=sys.argv[1], n_ctx=2048, n_threads=2, n_threads_batch=2, 
 text = open(sys.argv[2], encoding="utf-8").read()
 tokens = llm.tokenize(text.encode())[: int(sys.argv[3])]
 started = time.perf_counter(); llm.eval(tokens); prompt = time.perf_counter() - started
-started, made = time.perf_counter(), 0
-for _ in llm.generate(tokens, temp=0.0):  # continues after the evaluated prompt; EOS does not stop it
-    made += 1
-    if made == int(sys.argv[4]):
-        break
+# Generation: the same prompt again (its evaluated prefix is reused), asked to go on for N tokens.
+text_prompt = llm.detokenize(tokens).decode("utf-8", "ignore")
+llm.create_completion(text_prompt, max_tokens=1, temperature=0.0)
+started = time.perf_counter()
+out = llm.create_completion(text_prompt, max_tokens=int(sys.argv[4]), temperature=0.0)
 gen = time.perf_counter() - started
+made = out["usage"]["completion_tokens"]
 print(json.dumps({"prompt_tps": len(tokens) / prompt, "gen_tps": made / gen, "tokens": len(tokens)}))
 """
 
