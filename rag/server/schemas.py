@@ -154,11 +154,13 @@ class ProgressOut(BaseModel):
 
 
 class JobOut(BaseModel):
-    """An upload or delete running in the background: ``progress`` counts chunks embedded."""
+    """An upload or delete running in the background: ``progress`` counts pages read by OCR (a scan or an
+    image), then chunks embedded."""
 
     id: str = Field(..., description="The job's id (`GET /v1/jobs/{id}`).")
     status: Literal["queued", "running", "done", "failed"] = Field(..., description="Where the job is.")
-    progress: ProgressOut = Field(..., description="Chunks embedded of the document's total.")
+    progress: ProgressOut = Field(..., description="Pages read by OCR of the scan's total (an image, or PDF "
+                                  "pages without a text layer), then chunks embedded of the document's total.")
     document: DocumentOut | None = Field(..., description="The indexed document, once an upload is done.")
     error: ErrorBody | None = Field(..., description="Why the job failed, once it has.")
 
