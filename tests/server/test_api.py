@@ -298,7 +298,9 @@ def test_chat_accepts_content_parts(client: TestClient) -> None:
         "message"]["content"]
 
 
-@pytest.mark.parametrize("question", ["山丹縣堅持和加強黨對教育工作的全面領導嗎？", TRADITIONAL_FROM_SIMPLIFIED])
+# Sample 001's question is answered from its text: its chunks are no longer embedded under a cut first sentence
+# as the document's title (#25), which is what the fake embedder had matched 堅持和加強黨… against.
+@pytest.mark.parametrize("question", ["山丹縣實施教育提速增質三年行動嗎？", TRADITIONAL_FROM_SIMPLIFIED])
 def test_traditional_question_gets_traditional_answer(client: TestClient, settings: Settings, question: str) -> None:
     body = chat(client, question).json()
     assert body["refused"] is False
@@ -309,11 +311,11 @@ def test_traditional_question_gets_traditional_answer(client: TestClient, settin
 
 
 def test_simplified_question_gets_simplified_answer(client: TestClient) -> None:
-    body = chat(client, "山丹县坚持和加强党对教育工作的全面领导吗？").json()
+    body = chat(client, "山丹县实施教育提速增质三年行动吗？").json()
     assert body["refused"] is False
     content = body["choices"][0]["message"]["content"]
     assert to_simplified(content) == content
-    traditional = chat(client, "山丹縣堅持和加強黨對教育工作的全面領導嗎？").json()["choices"][0]["message"]["content"]
+    traditional = chat(client, "山丹縣實施教育提速增質三年行動嗎？").json()["choices"][0]["message"]["content"]
     assert content == to_simplified(traditional)
 
 
