@@ -8,6 +8,7 @@ so that a second start does not pay for it; any of the three changing proves aga
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -74,7 +75,8 @@ def check_decodes(gguf: Path, fresh: bool = False, python: str = sys.executable)
     return proof
 
 
+@functools.lru_cache(maxsize=8)
 def describe(proof: Proof) -> dict[str, Any]:
-    """The proof and the build, as ``/health`` shows them."""
+    """The proof and the build, as ``/health`` shows them; read once per proof, not on every request."""
     record = build_record()
     return {**asdict(proof), "features": record.get("features"), "cmake_args": record.get("cmake_args")}
