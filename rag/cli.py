@@ -149,13 +149,15 @@ def _benchmark(args: argparse.Namespace, settings: Settings, parts: Parts, ids: 
     from rag.eval.benchmark import DEFAULT_OUT, headline, run_benchmark
 
     if args.url or args.gate or args.adversarial or args.no_llm or args.split or args.baseline:
-        raise RagError("--benchmark runs in process, with the model, on an archive of its own and always beside "
-                       "the baseline: drop --url, --gate, --adversarial, --no-llm, --split and --baseline")
+        raise RagError("--benchmark runs in process, with the model, on an archive of its own and beside the "
+                       "baseline: drop --url, --gate, --adversarial, --no-llm, --split and --baseline")
+    if args.no_baseline and args.part != "tune":
+        raise RagError("--no-baseline collects tuning data: it goes with --part tune only")
     if args.part is None:
         raise RagError("--benchmark needs --part tune (the part to tune on) or --part report (the part to report)")
     out = Path(args.out) if args.out else DEFAULT_OUT
     summary = run_benchmark(settings, out, part=args.part, benchmark=args.benchmark, ids=ids, limit=args.limit,
-                            left_out_share=args.left_out_share, parts=parts)
+                            left_out_share=args.left_out_share, parts=parts, baseline=not args.no_baseline)
     print(json.dumps(summary["metrics"], ensure_ascii=False, indent=2))
     print("\n".join(headline(summary)))
     print(f"report: {out / args.part / 'report.md'}")
@@ -236,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--thresholds", default="eval/thresholds.json")
     p.add_argument("--baseline", action="store_true",
                    help="also ask each gold question of the naive baseline (same model and search, a plain prompt)")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="with --benchmark --part tune: ask the service only (collecting tuning data)")
     p.add_argument("--benchmark", metavar="NAME|PATH",
                    help="run an external benchmark instead of the gold set: cmrc2018 (../shared/benchmarks/), or "
                         "the path of a CMRC 2018 / SQuAD-style JSON file; always beside the baseline")

@@ -115,4 +115,5 @@ class Answer:
     completion_tokens: int = 0
     reason: str = ""
     timings: dict[str, float] = field(default_factory=dict)
-    context: tuple[Sentence, ...] = ()  # what the model was shown; empty when it was not asked
+    context: tuple[Sentence, ...] = ()  # the sentences the model was shown; empty when it was not asked
+    signals: dict[str, float] = field(default_factory=dict)  # the answerability signals, when the model chose

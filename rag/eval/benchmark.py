@@ -44,10 +44,11 @@ DEFAULT_OUT = Path("eval/runs/cmrc2018")
 def run_benchmark(settings: Settings, out_dir: Path | str, *, part: str, benchmark: str | Path = "cmrc2018",
                   ids: Sequence[str] | None = None, limit: int | None = None,
                   left_out_share: float = LEFT_OUT_SHARE, parts: Parts | None = None,
-                  progress: bool = True) -> dict[str, Any]:
+                  progress: bool = True, baseline: bool = True) -> dict[str, Any]:
     """Evaluate the service and the baseline on the questions of ``part`` (``ids`` of it, the first
     ``limit``); the archive is ``out_dir/archive`` (reused while its paragraphs are unchanged), the files
-    go to ``out_dir/part``. Returns the summary."""
+    go to ``out_dir/part``. Returns the summary. Without ``baseline`` (collecting tuning data), the
+    baseline is not asked and its rows say so."""
     if limit is not None and limit < 1:
         raise EvalError(f"limit must be at least 1. Currently, limit is {limit}")
     bench = load_cmrc(resolve_benchmark(benchmark), left_out_share)
@@ -61,13 +62,15 @@ def run_benchmark(settings: Settings, out_dir: Path | str, *, part: str, benchma
     ingested = build_archive(settings, bench, folder, embedder)
     archive = archive_settings(settings, folder)
     service_model = TimedGenerator(parts.generator(archive))
-    baseline_model = TimedGenerator(parts.generator(archive))
+    baseline_model = TimedGenerator(parts.generator(archive) if baseline else service_model.inner)
     from rag.service import build_service  # the models load only for a run
 
     service = build_service(archive, Parts(embedder=lambda _: embedder, generator=lambda _: service_model))
     baseline = beside(service, archive, Parts(generator=lambda _: baseline_model))
     ask_service = InProcessBackend(service).ask
-    pairs = [Pair(q, _ask(ask_service, service_model, q), _ask(baseline.ask, baseline_model, q))
+    skipped = Outcome(None, False, None, "baseline not asked (--no-baseline)")
+    pairs = [Pair(q, _ask(ask_service, service_model, q),
+                  _ask(baseline.ask, baseline_model, q) if baseline else skipped)
              for q in tqdm(questions, desc=f"rag eval {part}", unit="q", disable=not progress)]
     name = str(benchmark) if str(benchmark) in BENCHMARKS else bench.path.name
     summary = _summary(bench, name, part, questions, pairs, ingested, folder, settings,

@@ -1,20 +1,14 @@
 // Interface wording: plain-Chinese refusal reasons, citation labels, numbers and dates.
 
-// The server's reason starts with the name of the check that refused (rag/refuse.py), then its numbers.
+// The server's reason starts with the name of the check that refused (rag/answer/refuse.py), then its numbers.
 const REASONS = [
   [/^not_a_question/, () => "收到的不是一个问题。"],
-  [/missing ([^)）,，]*[^\s)）,，])/i, (m) => `文档里找不到问题中的关键内容：${m[1].trim()}。`],
-  [/dense|similar/i, () => "没有与问题足够相似的段落。"],
-  [/coverage/i, () => "文档里找不到能回答这个问题的内容。"],
-  [/^role: (.+?) not named as (.+?) in/, (m) => `文档里没有写明${m[1]}是${m[2]}。`],
-  [/answer_type|who-question/i, () => "问题问的是谁，但回答里没有文档中出现的人名。"],
-  [/^miscounted: \['([^']+)'/, (m) => `回答中的“${m[1]}”在文档里数的是别的东西，为避免答非所问，不作回答。`],
-  [/^subject/, () => "回答中的数字出自与问题所问无关的句子。"],
-  [/how many|quantity/i, () => "问题问的是数量，但回答里没有数字。"],
-  [/number/i, () => "回答中的数字在文档里找不到，为避免编造，不作回答。"],
-  [/ground/i, () => "回答的内容在文档里找不到依据。"],
+  [/^nothing_found/, () => "已收录的文档中没有检索到相关段落。"],
+  [/^model_none/, () => "模型在检索到的句子中没有找到能回答这个问题的句子。"],
+  [/^answerability/, () => "检索到的内容不足以可靠地回答这个问题。"],
+  [/^invented_numbers|number/i, () => "回答中的数字在文档里找不到，为避免编造，不作回答。"],
+  [/^ungrounded|ground/i, () => "回答的内容在文档里找不到依据。"],
   [/found no answer|model/i, () => "模型在检索到的段落中没有找到答案。"],
-  [/support|sentence/i, () => "没有哪一句原文能支持这个回答。"],
 ];
 
 /** The reason of a refusal in plain Chinese; `reason` is the server's technical note (may be empty). */

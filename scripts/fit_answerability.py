@@ -1,0 +1,146 @@
+"""Fit the answerability model (``rag.answer.answerability``) on tuning runs of two domains and write
+``eval/answerability.json``: the parameters, the threshold, the data they came from and this command.
+
+    RAG_MIN_CONFIDENCE=0 .venv/bin/rag eval --split dev --out eval/runs/tune-gold-dev
+    RAG_MIN_CONFIDENCE=0 .venv/bin/rag eval --benchmark cmrc2018 --part tune --limit 150 --no-baseline
+    .venv/bin/python scripts/fit_answerability.py --gold eval/runs/tune-gold-dev/results.jsonl \\
+        --cmrc eval/runs/cmrc2018/tune/results.jsonl --precision 0.85 --write
+
+With ``RAG_MIN_CONFIDENCE=0`` the service answers whenever the model chose a sentence, so every row shows
+whether its answer was right. A row is positive when the question is answerable and the answer right; an
+unanswerable question answered, or a wrong answer, is negative (a refusal is better than either). The model is
+a logistic regression over the standardised signals with an L2 penalty; its threshold is the lowest at which
+the out-of-fold precision (right answers among those answered, over both domains) reaches ``--precision``.
+Prints the out-of-fold curve: threshold, answered share, accuracy among answered, answerable accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from rag.answer.answerability import FITTED, Signals  # noqa: E402
+
+L2 = 1.0
+FOLDS = 5
+
+
+def _signals(raw: dict[str, float]) -> dict[str, float]:
+    return Signals(**{k: raw[k] for k in Signals.__dataclass_fields__}).features()
+
+
+def gold_rows(path: Path) -> list[tuple[str, dict[str, float], bool, bool]]:
+    """(id, features, answerable, right) of each gold question the model chose a sentence for."""
+    rows = []
+    for line in path.read_text("utf-8").splitlines():
+        r = json.loads(line)
+        reply = (r.get("answer") or {}).get("reply") or {}
+        signals = reply.get("signals")
+        if not signals or not signals.get("chosen"):
+            continue
+        answerable = r["item"]["doc"] is not None
+        rows.append((r["item"]["id"], _signals(signals), answerable, answerable and bool(r["answer"]["correct"])))
+    return rows
+
+
+def cmrc_rows(path: Path) -> list[tuple[str, dict[str, float], bool, bool]]:
+    rows = []
+    for line in path.read_text("utf-8").splitlines():
+        r = json.loads(line)
+        signals = r["service"].get("signals")
+        if not signals or not signals.get("chosen"):
+            continue
+        answerable = not r["left_out"]
+        rows.append((r["id"], _signals(signals), answerable, answerable and bool(r["service"]["right"])))
+    return rows
+
+
+def fit(x: np.ndarray, y: np.ndarray, l2: float = L2) -> np.ndarray:
+    """Logistic regression by Newton's method; the bias (column 0) is not penalised."""
+    w = np.zeros(x.shape[1])
+    penalty = np.eye(x.shape[1]) * l2
+    penalty[0, 0] = 0.0
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-x @ w))
+        gradient = x.T @ (p - y) + penalty @ w
+        hessian = (x.T * (p * (1 - p))) @ x + penalty
+        step = np.linalg.solve(hessian, gradient)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w
+
+
+def out_of_fold(x: np.ndarray, y: np.ndarray, ids: list[str]) -> np.ndarray:
+    """Each row's probability from a model fitted without its fold (folds by a hash of the id)."""
+    fold = np.array([int(hashlib.sha1(i.encode()).hexdigest(), 16) % FOLDS for i in ids])
+    p = np.zeros(len(y))
+    for k in range(FOLDS):
+        w = fit(x[fold != k], y[fold != k])
+        p[fold == k] = 1 / (1 + np.exp(-x[fold == k] @ w))
+    return p
+
+
+def curve(p: np.ndarray, y: np.ndarray, answerable: np.ndarray, total_answerable: int) -> list[dict[str, float]]:
+    rows = []
+    for t in np.round(np.arange(0.0, 1.0, 0.05), 2):
+        answered = p >= t
+        rows.append({"threshold": float(t), "answered": float(answered.mean()),
+                     "precision": float(y[answered].mean()) if answered.any() else 1.0,
+                     "answerable_accuracy": float((y & answered).sum() / max(total_answerable, 1)),
+                     "unanswerable_refused": float((~answered & ~answerable).sum() / max((~answerable).sum(), 1))})
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gold", type=Path, required=True)
+    parser.add_argument("--cmrc", type=Path, required=True)
+    parser.add_argument("--precision", type=float, default=0.85)
+    parser.add_argument("--write", action="store_true", help=f"write {FITTED.relative_to(REPO)}")
+    args = parser.parse_args()
+    rows = gold_rows(args.gold) + cmrc_rows(args.cmrc)
+    names = list(rows[0][1])
+    raw = np.array([[f[n] for n in names] for _, f, _, _ in rows])
+    means, scales = raw.mean(0), raw.std(0) + 1e-9
+    x = np.hstack([np.ones((len(rows), 1)), (raw - means) / scales])
+    y = np.array([right for *_, right in rows], dtype=bool)
+    answerable = np.array([a for _, _, a, _ in rows], dtype=bool)
+    ids = [i for i, *_ in rows]
+    p = out_of_fold(x, y.astype(float), ids)
+    table = curve(p, y, answerable, int(answerable.sum()))
+    print(f"{len(rows)} rows ({len(gold_rows(args.gold))} gold dev, {len(cmrc_rows(args.cmrc))} CMRC tune); "
+          f"{int(y.sum())} right answers, {int((~answerable).sum())} unanswerable")
+    print("threshold answered precision answerable_acc unanswerable_refused (out of fold)")
+    for row in table:
+        print(f"{row['threshold']:9.2f} {row['answered']:8.3f} {row['precision']:9.3f} "
+              f"{row['answerable_accuracy']:14.3f} {row['unanswerable_refused']:20.3f}")
+    threshold = next((r["threshold"] for r in table if r["precision"] >= args.precision), table[-1]["threshold"])
+    w = fit(x, y.astype(float))
+    print(f"threshold for out-of-fold precision >= {args.precision}: {threshold}")
+    print("weights (standardised): " + ", ".join(f"{n} {v:+.2f}" for n, v in zip(["bias", *names], w, strict=True)))
+    if args.write:
+        fitted = {
+            "_comment": "Fitted by scripts/fit_answerability.py (its docstring has the commands); never edit by hand.",
+            "threshold": threshold, "precision_target": args.precision,
+            "model": {"bias": float(w[0]), "weights": dict(zip(names, map(float, w[1:]), strict=True)),
+                      "means": dict(zip(names, map(float, means), strict=True)),
+                      "scales": dict(zip(names, map(float, scales), strict=True))},
+            "data": {str(path): hashlib.sha256(path.read_bytes()).hexdigest() for path in (args.gold, args.cmrc)},
+            "rows": len(rows), "l2": L2, "folds": FOLDS, "out_of_fold_curve": table,
+        }
+        FITTED.write_text(json.dumps(fitted, ensure_ascii=False, indent=1) + "\n", "utf-8")
+        print(f"written {FITTED}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
