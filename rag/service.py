@@ -30,7 +30,7 @@ from rag.generate import Completion, GenerationSlots, Generator
 from rag.generate.base import Choice
 from rag.index import DocRecord, Index
 from rag.ingest import open_index
-from rag.intent import Intent, intent_of
+from rag.intent import Intent
 from rag.normalize import is_traditional, to_simplified, to_traditional
 from rag.parts import Parts
 from rag.question import Question, analyse
@@ -269,11 +269,10 @@ class RagService:
         """Everything before generation: retrieval, the candidate sentences, the prompt."""
         text, query, asked = self._question(messages)
         index = self.index
-        text_s = to_simplified(text)
-        intent = intent_of(text_s)
         if refusal := refuse.before_retrieval(text):
-            return Plan(text, is_traditional(text), index, [], [], [], refusal, intent=intent)
+            return Plan(text, is_traditional(text), index, [], [], [], refusal)
         question = analyse(text, self.embedder, query)
+        intent = question.intent
         hits = search(index, question, self.settings.context_chunks, config=self.retrieval_config())
         if not hits:
             return Plan(text, question.traditional, index, [], [], [], "nothing_found: no passage was retrieved",
@@ -286,7 +285,7 @@ class RagService:
                                           ignore=set(evidence.musts))
         title_text = to_simplified("\n".join(titles.values()))
         terms = [w for w, must in question.words if not must and w not in title_text]
-        candidates, items = self._candidates(index, ranked, intent, terms, text_s)
+        candidates, items = self._candidates(index, ranked, intent, terms, to_simplified(text))
         if not candidates:
             return Plan(text, question.traditional, index, hits, [], [], "nothing_found: no sentence to show",
                         analysis=question, intent=intent)
