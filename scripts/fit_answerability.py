@@ -100,6 +100,19 @@ def curve(p: np.ndarray, y: np.ndarray, answerable: np.ndarray, total_answerable
     return rows
 
 
+def ablate(raw: np.ndarray, names: list[str], means: np.ndarray, scales: np.ndarray, y: np.ndarray,
+           answerable: np.ndarray, ids: list[str], precision: float) -> dict[str, dict[str, float]]:
+    """Each signal left out in turn (and all of them: the model's choice alone), refitted and scored out of fold
+    at the lowest threshold reaching ``precision``."""
+    out = {}
+    for left_out in ["(none)", *names, "(all)"]:
+        keep = [i for i, n in enumerate(names) if n != left_out and left_out != "(all)"]
+        x = np.hstack([np.ones((len(y), 1)), (raw[:, keep] - means[keep]) / scales[keep]])
+        table = curve(out_of_fold(x, y.astype(float), ids), y, answerable, int(answerable.sum()))
+        out[left_out] = next((r for r in table if r["precision"] >= precision), table[-1])
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gold", type=Path, required=True)
@@ -124,6 +137,12 @@ def main() -> int:
         print(f"{row['threshold']:9.2f} {row['answered']:8.3f} {row['precision']:9.3f} "
               f"{row['answerable_accuracy']:14.3f} {row['unanswerable_refused']:20.3f}")
     threshold = next((r["threshold"] for r in table if r["precision"] >= args.precision), table[-1]["threshold"])
+    ablation = ablate(raw, names, means, scales, y, answerable, ids, args.precision)
+    print("ablation (out of fold, each at its own threshold for the same precision): without | threshold "
+          "answered precision answerable_acc unanswerable_refused")
+    for name, row in ablation.items():
+        print(f"{name:16s} {row['threshold']:5.2f} {row['answered']:8.3f} {row['precision']:9.3f} "
+              f"{row['answerable_accuracy']:14.3f} {row['unanswerable_refused']:20.3f}")
     w = fit(x, y.astype(float))
     print(f"threshold for out-of-fold precision >= {args.precision}: {threshold}")
     print("weights (standardised): " + ", ".join(f"{n} {v:+.2f}" for n, v in zip(["bias", *names], w, strict=True)))
@@ -135,7 +154,7 @@ def main() -> int:
                       "means": dict(zip(names, map(float, means), strict=True)),
                       "scales": dict(zip(names, map(float, scales), strict=True))},
             "data": {str(path): hashlib.sha256(path.read_bytes()).hexdigest() for path in (args.gold, args.cmrc)},
-            "rows": len(rows), "l2": L2, "folds": FOLDS, "out_of_fold_curve": table,
+            "rows": len(rows), "l2": L2, "folds": FOLDS, "out_of_fold_curve": table, "ablation": ablation,
         }
         FITTED.write_text(json.dumps(fitted, ensure_ascii=False, indent=1) + "\n", "utf-8")
         print(f"written {FITTED}")
