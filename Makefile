@@ -23,6 +23,9 @@ $(STAMP): pyproject.toml
 	# llama.cpp first, built for the instructions this CPU really runs (never GGML_NATIVE's guess), so that
 	# pip finds llama-cpp-python installed and never builds or reuses a wheel of its own for it.
 	$(BIN)/python rag/models/llama_build.py --python $(BIN)/python
+	# A venv from before rapidocr 3 has rapidocr-onnxruntime and its opencv-python, whose cv2 folder rapidocr's
+	# opencv-python-headless shares: both go first, so that cv2 comes from one package (a no-op on a new venv).
+	$(BIN)/python -m pip uninstall --quiet --yes rapidocr-onnxruntime opencv-python 2>/dev/null || true
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 

@@ -1,9 +1,9 @@
 """OCR: the text of a page image, as lines with boxes in reading order, ready for ``layout.assemble``.
 
-RapidOCR (``rapidocr-onnxruntime``) runs PaddleOCR's PP-OCRv4 Chinese detection and recognition models
-on onnxruntime; the models (about 16 MB) ship inside its wheel, so nothing is downloaded, ever. Its
-dictionary holds 6,623 characters, mostly Simplified: a Traditional character outside it (黨, 領, 議…) is
-read as nothing or as a look-alike. The recogniser finds text boxes; this module puts them in reading order (rows
+RapidOCR (``rapidocr``) runs PaddleOCR's PP-OCRv6 small detection and recognition models on onnxruntime;
+the two model files (31 MB) ship inside its wheel and are loaded from there by path, so nothing is
+downloaded, ever. The recogniser's dictionary holds 18,708 characters, Simplified and Traditional (黨, 領,
+議…) and the tone-marked pinyin vowels. It finds text boxes; this module puts them in reading order (rows
 top to bottom; side-by-side text columns one after the other; a table's cells joined row by row like
 every other format's tables) and converts them to the layout's ``Line`` in points, so a scanned page is
 joined into paragraphs, and loses its running header and page number, exactly like a text-layer page.
@@ -20,10 +20,12 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from rag.errors import ModelProvisionError
 from rag.formats.layout import Line, Page, lead
 
 log = logging.getLogger(__name__)
@@ -37,8 +39,9 @@ _SPANNING = 0.6  # a line wider than this share of the text block crosses any co
 _GUTTER_SHARE = 0.1  # a column gutter is crossed by at most this share of the narrower lines
 _ALIGNED = 0.6  # in a text column, at least this share of the lines end at its right edge (justified)
 # A pinyin syllable in brackets of either width right after an ideograph, as OCR reads it (tone-marked vowels
-# lost or kept, an l read as I); a page with at least _ANNOTATED_PAGE of them is annotated throughout.
-_ANNOTATION = re.compile(r"(?<=[\u3400-\u9fff])[(（][A-Za-zü][a-zü\u00e0-\u00fc\u0101-\u01dc]{0,5}[)）]")
+# lost or kept, an l read as I or 1, a gap where the fallback font's vowel was: 領(I ng), 領(1ng)); a page with
+# at least _ANNOTATED_PAGE of them is annotated throughout.
+_ANNOTATION = re.compile(r"(?<=[\u3400-\u9fff])[(（][A-Za-zü1](?: ?[a-zü\u00e0-\u00fc\u0101-\u01dc]){0,5}[)）]")
 _ANNOTATED_PAGE = 5
 
 
@@ -63,23 +66,47 @@ class Recogniser(Protocol):
     def __call__(self, image: np.ndarray) -> list[TextBox]: ...
 
 
+# The models of the ``rapidocr`` wheel that the recogniser loads, by path: detection and recognition. The
+# recognition model carries its dictionary in its metadata. Named here, no file is ever fetched: RapidOCR
+# downloads a model only when it is given none.
+MODEL_FILES = {"det": "PP-OCRv6_det_small.onnx", "rec": "PP-OCRv6_rec_small.onnx"}
+
+
+def model_paths() -> dict[str, Path]:
+    """The model files inside the installed ``rapidocr`` package; a clear error when one is missing."""
+    import rapidocr
+
+    folder = Path(rapidocr.__file__).parent / "models"
+    paths = {task: folder / name for task, name in MODEL_FILES.items()}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise ModelProvisionError(f"the OCR models are missing ({', '.join(missing)}): reinstall with `make install`")
+    return paths
+
+
 class RapidRecogniser:
     """RapidOCR with the models of its wheel. One page at a time: the engine keeps per-call state."""
 
     def __init__(self) -> None:
-        from rapidocr_onnxruntime import RapidOCR  # loaded on the first scanned page, not at import
+        from rapidocr import RapidOCR  # loaded on the first scanned page, not at import
 
         started = time.perf_counter()
-        self._engine = RapidOCR()
+        paths = model_paths()
+        # No direction classifier: on the fixtures' upright scans it turned 3 of 41 lines of a page upside
+        # down, which then read as nothing; a page scanned upside down is rarer than that.
+        self._engine = RapidOCR(params={"Global.use_cls": False, "Global.log_level": "warning",
+                                        "Det.model_path": str(paths["det"]), "Rec.model_path": str(paths["rec"])})
         self._lock = threading.Lock()
         log.info("ocr: RapidOCR loaded in %.1f s", time.perf_counter() - started)
 
     def __call__(self, image: np.ndarray) -> list[TextBox]:
         with self._lock:
-            # No direction classifier: on the fixtures' upright scans it turned 3 of 41 lines of a page upside
-            # down, which then read as nothing; a page scanned upside down is rarer than that.
-            result, _ = self._engine(image, use_cls=False)
-        return [box_of(points, text) for points, text, _score in result or []]
+            result: Any = self._engine(image, use_cls=False)
+        # boxes and their texts; with no text found, an empty output (or the detector's alone) without them
+        boxes, texts = getattr(result, "boxes", None), getattr(result, "txts", None)
+        if boxes is None or texts is None:
+            return []
+        return [box_of(points, text) for points, text in zip(boxes, texts, strict=True)]
 
 
 @functools.cache
@@ -109,8 +136,8 @@ def read_page(image: np.ndarray, scale: float, recognise: Recogniser) -> Page:
 def without_annotations(boxes: list[TextBox]) -> list[TextBox]:
     """The boxes without pinyin annotations, when the page carries them (``領(lǐng)導(dǎo)``, as scraped
     pages print their ruby): at least ``_ANNOTATED_PAGE`` parenthesised syllables right after ideographs. The
-    recogniser's dictionary has no ǎ or ǐ, so it reads ``領（lng）導（do)``, which no text rule can tell from a
-    word in brackets; the page can, and its text is what the reader returns."""
+    vowels come from a fallback font, and the recogniser reads ``領(I ng)導(dǎo)`` or ``領（1ng）``, which no text
+    rule can tell from a word in brackets; the page can, and its text is what the reader returns."""
     if sum(len(_ANNOTATION.findall(b.text)) for b in boxes) < _ANNOTATED_PAGE:
         return boxes
     stripped = [dataclasses.replace(b, text=_ANNOTATION.sub("", b.text)) for b in boxes]
