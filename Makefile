@@ -24,8 +24,10 @@ $(STAMP): pyproject.toml
 	# pip finds llama-cpp-python installed and never builds or reuses a wheel of its own for it.
 	$(BIN)/python rag/models/llama_build.py --python $(BIN)/python
 	# A venv from before rapidocr 3 has rapidocr-onnxruntime and its opencv-python, whose cv2 folder rapidocr's
-	# opencv-python-headless shares: both go first, so that cv2 comes from one package (a no-op on a new venv).
-	$(BIN)/python -m pip uninstall --quiet --yes rapidocr-onnxruntime opencv-python 2>/dev/null || true
+	# opencv-python-headless shares: all three go first, and the install below brings the headless one back, so
+	# that cv2 comes from one package, whole (nothing to do on a new venv).
+	if $(BIN)/python -m pip show --quiet rapidocr-onnxruntime 2>/dev/null; then \
+		$(BIN)/python -m pip uninstall --quiet --yes rapidocr-onnxruntime opencv-python opencv-python-headless; fi
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
