@@ -100,6 +100,41 @@ def curve(p: np.ndarray, y: np.ndarray, answerable: np.ndarray, total_answerable
     return rows
 
 
+def report_rows(path: Path, kind: str) -> list[dict[str, object]]:
+    """Every question of a reporting run made with ``RAG_MIN_CONFIDENCE=0``: its signals (``None`` when the
+    model chose nothing or the service refused before choosing), whether it is answerable, whether its reply
+    was right, whether the service refused it anyway, and by which check."""
+    rows: list[dict[str, object]] = []
+    for line in path.read_text("utf-8").splitlines():
+        r = json.loads(line)
+        if kind == "gold":
+            reply = (r.get("answer") or {}).get("reply") or {}
+            answerable, right = r["item"]["doc"] is not None, bool((r.get("answer") or {}).get("correct"))
+        else:
+            reply = r["service"]
+            answerable, right = not r["left_out"], bool(reply.get("right"))
+        signals = reply.get("signals")
+        rows.append({"signals": _signals(signals) if signals and signals.get("chosen") else None,
+                     "answerable": answerable, "right": right and answerable, "refused": bool(reply.get("refused")),
+                     "reason": str(reply.get("reason") or "").split(":")[0].split(" ")[0]})
+    return rows
+
+
+def apply(rows: list[dict[str, object]], probability: object, threshold: float) -> dict[str, float]:
+    """Answer accuracy, false refusal and refusal on unanswerable questions when the service refuses below
+    ``threshold`` (``probability``: features → P(right); ``None`` refuses nothing more)."""
+    def refused(r: dict[str, object]) -> bool:
+        if r["refused"] or r["signals"] is None:
+            return bool(r["refused"])
+        return probability is not None and probability(r["signals"]) < threshold  # type: ignore[operator]
+
+    answerable = [r for r in rows if r["answerable"]]
+    unanswerable = [r for r in rows if not r["answerable"]]
+    return {"answer_accuracy": sum(bool(r["right"]) and not refused(r) for r in answerable) / max(len(answerable), 1),
+            "false_refusal": sum(refused(r) for r in answerable) / max(len(answerable), 1),
+            "refusal_on_unanswerable": sum(refused(r) for r in unanswerable) / max(len(unanswerable), 1)}
+
+
 def ablate(raw: np.ndarray, names: list[str], means: np.ndarray, scales: np.ndarray, y: np.ndarray,
            answerable: np.ndarray, ids: list[str], precision: float) -> dict[str, dict[str, float]]:
     """Each signal left out in turn (and all of them: the model's choice alone), refitted and scored out of fold
@@ -113,12 +148,51 @@ def ablate(raw: np.ndarray, names: list[str], means: np.ndarray, scales: np.ndar
     return out
 
 
+def score_reports(args: argparse.Namespace, raw: np.ndarray, names: list[str], means: np.ndarray,
+                  scales: np.ndarray, y: np.ndarray, answerable: np.ndarray, ids: list[str],
+                  ablation: dict[str, dict[str, float]]) -> None:
+    """The reporting runs scored as the service would answer them with each variant of the model (fitted on
+    the tuning rows only, thresholds from the ablation), and the refusals each check made there."""
+    reports = {k: report_rows(p, k) for k, p in (("gold", args.report_gold), ("cmrc", args.report_cmrc)) if p}
+    print("reporting parts: variant | " + " | ".join(f"{k}: accuracy false_refusal refusal_unanswerable"
+                                                    for k in reports))
+    for left_out in ["(no answerability)", *ablation]:
+        if left_out == "(no answerability)":
+            probability, threshold = None, 0.0
+        else:
+            keep = [i for i, n in enumerate(names) if n != left_out and left_out != "(all)"]
+            x = np.hstack([np.ones((len(y), 1)), (raw[:, keep] - means[keep]) / scales[keep]])
+            w = fit(x, y.astype(float))
+            kept = [names[i] for i in keep]
+
+            def probability(f: dict[str, float], w: np.ndarray = w, kept: list[str] = kept) -> float:
+                z = w[0] + sum(w[j + 1] * (f[n] - means[names.index(n)]) / scales[names.index(n)]
+                               for j, n in enumerate(kept))
+                return float(1 / (1 + np.exp(-z)))
+            threshold = ablation[left_out]["threshold"]
+        cells = []
+        for rows in reports.values():
+            m = apply(rows, probability, threshold)
+            cells.append(f"{m['answer_accuracy']:.3f} {m['false_refusal']:.3f} {m['refusal_on_unanswerable']:.3f}")
+        print(f"without {left_out:18s} | " + " | ".join(cells))
+    for kind, rows in reports.items():
+        reasons: dict[str, list[int]] = {}
+        for r in rows:
+            if r["refused"]:
+                reasons.setdefault(str(r["reason"]), [0, 0])[0 if r["answerable"] else 1] += 1
+        print(f"{kind}: refusals by check (answerable, unanswerable): {reasons}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gold", type=Path, required=True)
     parser.add_argument("--cmrc", type=Path, required=True)
     parser.add_argument("--precision", type=float, default=0.85)
     parser.add_argument("--write", action="store_true", help=f"write {FITTED.relative_to(REPO)}")
+    parser.add_argument("--report-gold", type=Path, help="results.jsonl of `rag eval --split test` with "
+                        "RAG_MIN_CONFIDENCE=0: score each variant on it")
+    parser.add_argument("--report-cmrc", type=Path, help="results.jsonl of the CMRC reporting part with "
+                        "RAG_MIN_CONFIDENCE=0: score each variant on it")
     args = parser.parse_args()
     rows = gold_rows(args.gold) + cmrc_rows(args.cmrc)
     names = list(rows[0][1])
@@ -144,6 +218,8 @@ def main() -> int:
         print(f"{name:16s} {row['threshold']:5.2f} {row['answered']:8.3f} {row['precision']:9.3f} "
               f"{row['answerable_accuracy']:14.3f} {row['unanswerable_refused']:20.3f}")
     w = fit(x, y.astype(float))
+    if args.report_gold or args.report_cmrc:
+        score_reports(args, raw, names, means, scales, y, answerable, ids, ablation)
     print(f"threshold for out-of-fold precision >= {args.precision}: {threshold}")
     print("weights (standardised): " + ", ".join(f"{n} {v:+.2f}" for n, v in zip(["bias", *names], w, strict=True)))
     if args.write:
