@@ -66,11 +66,11 @@ def run_benchmark(settings: Settings, out_dir: Path | str, *, part: str, benchma
     from rag.service import build_service  # the models load only for a run
 
     service = build_service(archive, Parts(embedder=lambda _: embedder, generator=lambda _: service_model))
-    baseline = beside(service, archive, Parts(generator=lambda _: baseline_model))
+    peer = beside(service, archive, Parts(generator=lambda _: baseline_model))
     ask_service = InProcessBackend(service).ask
     skipped = Outcome(None, False, None, "baseline not asked (--no-baseline)")
     pairs = [Pair(q, _ask(ask_service, service_model, q),
-                  _ask(baseline.ask, baseline_model, q) if baseline else skipped)
+                  _ask(peer.ask, baseline_model, q) if baseline else skipped)
              for q in tqdm(questions, desc=f"rag eval {part}", unit="q", disable=not progress)]
     name = str(benchmark) if str(benchmark) in BENCHMARKS else bench.path.name
     summary = _summary(bench, name, part, questions, pairs, ingested, folder, settings,

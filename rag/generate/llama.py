@@ -114,7 +114,7 @@ class LlamaGenerator:
         parts: list[str] = []
         with self._busy:
             for chunk in self._llm.create_completion(tokens, max_tokens=max_tokens, temperature=temperature,
-                                                     stream=True, stop=["\n\n"]):  # type: ignore[union-attr]
+                                                     stream=True, stop=["\n"]):  # type: ignore[union-attr]
                 if delta := chunk["choices"][0]["text"]:  # type: ignore[index]
                     parts.append(delta)
                     yield delta
