@@ -4,7 +4,8 @@ and judge whether the answer is supported at all (evidence for refusal beyond th
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from functools import lru_cache
 
 from rag.index import lexical_tokens
 from rag.lang import overlap
@@ -17,6 +18,8 @@ _JOINERS = frozenset("是的了")
 _HAN = re.compile(r"[\u3400-\u9fffA-Za-z]")
 _CN_DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九")} | {"两": 2, "〇": 0}
 _CN_NUMBER = re.compile(r"[零〇一二两三四五六七八九十百千]+")
+_QUANTITY_ANSWER = re.compile(
+    r"\d|[零〇一二两三四五六七八九十百千万亿]+[个名所项位次年月日天人家条种类岁倍元处批届期%]")
 # How the model says it found nothing (Simplified).
 _NOT_FOUND = re.compile("|".join(["没有找到", "未找到", "没有提到", "未提到", "没有提及", "未提及", "无法回答",
                                    "没有相关", "无相关", "无法确定", "不知道", "没有答案"]))
@@ -59,6 +62,36 @@ def unsupported_numbers(answer: str, evidence: Sequence[Sentence], question: str
     return {n for n in _NUMBER.findall(to_simplified(answer)) if n not in seen}
 
 
+# What a figure counts: a number answers only when it counts what the evidence counts with it (47分 is not
+# 47次). Units in one group count the same thing (182名 and 182人 are the same people).
+_UNIT_GROUPS = ("名人位", "所", "个", "项", "场次", "分", "元", "家", "座", "条", "篇", "本", "岁", "倍", "届",
+                "批", "天", "年", "月", "日", "%％", "亩", "户", "期", "种", "类", "件", "台", "套", "处")
+_UNIT = {u: group for group in _UNIT_GROUPS for u in group}
+# A magnitude (5.6万) belongs to the figure, and the unit is what follows it: 5.6万个 (places) is not 5.6万所.
+_FIGURE = re.compile(r"(第?)(\d+(?:\.\d+)?|[零〇一二两三四五六七八九十百千]+)([万亿]?)(.?)")
+
+
+def _figures(text_simplified: str) -> Iterator[tuple[str, str, bool, str]]:
+    """Each number of the text: its value, its unit group ("" when no unit follows), whether it is an
+    ordinal (第3), and how it is written."""
+    for m in _FIGURE.finditer(text_simplified):
+        value = m.group(2) if m.group(2)[0].isdigit() else _cn_to_int(m.group(2))
+        if value is not None:
+            yield f"{value}{m.group(3)}", _UNIT.get(m.group(4), ""), bool(m.group(1)), m.group(0)
+
+
+def miscounted(answer: str, evidence: Sequence[Sentence], question: str = "") -> set[str]:
+    """Figures of the answer whose number the evidence holds only counting something else: 47分 when the
+    evidence says 47次. A number the evidence also writes without a unit, or with the same one, passes, and so
+    does 个, which counts anything."""
+    seen: dict[str, set[str]] = {}
+    for text in (to_simplified(question), *(s.simplified for s in evidence)):
+        for value, unit, _, _ in _figures(text):
+            seen.setdefault(value, set()).add(unit)
+    return {written for value, unit, ordinal, written in _figures(to_simplified(answer))
+            if unit not in ("", "个") and not ordinal and value in seen and not seen[value] & {unit, ""}}
+
+
 def grounding(answer: str, question: str, evidence: Sequence[Sentence], context: str = "") -> float:
     """Share of the answer's own words (those the question did not bring) found in the evidence.
 
@@ -96,6 +129,10 @@ def own_words(answer: str, question: str) -> list[str]:
             if t not in asked and not (len(t) == 2 and _JOINERS.intersection(t))]
 
 
+def has_quantity(answer: str) -> bool:
+    return bool(_QUANTITY_ANSWER.search(to_simplified(answer)))
+
+
 def support(answer_simplified: str, sentence: Sentence, question_simplified: str = "") -> float:
     """How much of the answer's own content the sentence contains (numbers count double)."""
     terms = own_terms(answer_simplified, question_simplified)
@@ -130,3 +167,39 @@ def verify(sentence: Sentence, sources: Mapping[str, str]) -> bool:
     source = sources.get(sentence.doc_id)
     return source is not None and 0 <= sentence.start < sentence.end <= len(source) and \
         clean(source[sentence.start:sentence.end]) == sentence.text
+
+
+# --- who-questions: the answer must be a person's name from the evidence, standing in the asked role ----------
+# A name right after a title ("记者:段灿", "局长高凯"): the titles that introduce people in these documents.
+_TITLED = re.compile(r"(?:记者|编辑|通讯员|作者|主持人|摄影|校长|园长|院长|局长|书记|主任|部长|县长|市长|区长|"
+                     r"镇长|委员|组长|主席|教师|老师|同志)[:：\s]*([\u4e00-\u9fff]{2,3}?)"
+                     r"(?=$|[\s,，。、;；:：]|出席|主持|讲话|作|在|指出|强调|表示|要求|参加|介绍|同志)")
+_ROLE_WINDOW = 8
+_CLAUSE_END = re.compile(r"[。！？；;!?\n]")
+
+
+@lru_cache(maxsize=4096)
+def names_in(text_simplified: str) -> frozenset[str]:
+    """People's names in a text: words jieba tags as person names, and names right after a title."""
+    import jieba.posseg as pseg  # heavy dictionary: load on first use
+
+    found = {w for w, flag in pseg.lcut(text_simplified) if flag.startswith("nr") and 2 <= len(w) <= 4}
+    return frozenset(found | set(_TITLED.findall(text_simplified)))
+
+
+def person_names(answer: str, evidence: Sequence[Sentence]) -> set[str]:
+    """Names of people found in the evidence that the answer gives."""
+    answer_s = to_simplified(answer)
+    return {n for s in evidence for n in names_in(s.simplified) if n in answer_s}
+
+
+def holds_role(name: str, role: str, evidence: Sequence[Sentence]) -> bool:
+    """True when some evidence sentence names ``name`` next to ``role`` (局长高凯, 郎冬岩主持, 记者:段灿)."""
+    role = to_simplified(role)
+    for s in evidence:
+        for m in re.finditer(re.escape(name), s.simplified):
+            before = _CLAUSE_END.split(s.simplified[max(0, m.start() - _ROLE_WINDOW):m.start()])[-1]
+            after = _CLAUSE_END.split(s.simplified[m.end():m.end() + _ROLE_WINDOW // 2])[0]
+            if role in before or role in after:
+                return True
+    return False

@@ -1,6 +1,7 @@
 """Evidence: does any retrieved document hold what the question asks about?
 
-One of the answerability signals (``rag.answer.answerability``): the question's content words (``Question.words``,
+A 1.5B model both over-refuses and answers unanswerable questions with a figure from a neighbouring
+passage, so refusal does not rest on the prompt alone. The question's content words (``Question.words``,
 segmented by jieba in ``rag.question``) each weigh by their rarity in the index; a document covers the
 question when it contains most of that weight. A question about one county's figure asked with another
 county's name, or about a year or item the corpus never mentions, leaves rare words uncovered.
@@ -28,6 +29,10 @@ class Evidence:
     missing: tuple[str, ...] = ()
     by_doc: tuple[tuple[str, float], ...] = ()
     musts: tuple[str, ...] = ()
+
+    def covering(self, threshold: float) -> set[str]:
+        """Documents that cover the question at least to ``threshold``."""
+        return {doc for doc, score in self.by_doc if score >= threshold}
 
 
 def held(weights: dict[str, float], text: str) -> tuple[float, tuple[str, ...]]:

@@ -15,7 +15,6 @@ import numpy as np
 
 from rag.embed import Embedder
 from rag.errors import InvalidRequest
-from rag.intent import Intent, intent_of
 from rag.normalize import is_traditional, to_simplified
 
 jieba.setLogLevel(logging.WARNING)
@@ -58,11 +57,6 @@ class Question:
         """Content words of ``simplified``, each with whether it is a must (a place name or a year).
         Segmented once, on first use (a plain search never needs them)."""
         return tuple(content_words(self.simplified))
-
-    @cached_property
-    def intent(self) -> Intent:
-        """Whether the user's own question (not a follow-up's merged query) asks for a list."""
-        return intent_of(to_simplified(self.original))
 
     @property
     def musts(self) -> tuple[str, ...]:

@@ -1,9 +1,8 @@
-"""The question-answering service: retrieve → choose → answer → cite, plus live document management.
+"""The question-answering service: retrieve → prompt → generate → cite, plus live document management.
 
-The model does not write an answer that rules then police: it chooses the numbered candidate sentences that
-answer (``rag.answer``), a fitted model of general signals decides whether to answer at all, and the answer
-is written from the chosen sentences, which are its citations. The only check after generation that can
-refuse is a fact: a number that stands in no source is invented.
+Refusal rests on evidence, not only on the model's word: before generation the question's content terms
+(weighted by rarity) must be found in a retrieved passage or its document, and the best passage must be
+similar enough; after generation, an answer with invented numbers or no supporting sentence is refused.
 """
 
 from __future__ import annotations
@@ -16,26 +15,24 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 
 from rag import cite as citing
-from rag.answer import candidates as prompting
-from rag.answer import listing, refuse
-from rag.answer.answerability import Answerability, Signals
-from rag.answer.select import CHOOSE, answer_lead
-from rag.answer.verify import StreamVerifier, Verdict
+from rag import listing
+from rag import prompt as prompting
+from rag.answer.stage import ChooseStage
+from rag.answer.verify import StreamVerifier, Verdict, with_pages
 from rag.config import Settings
 from rag.embed import CachedEmbedder, Embedder
 from rag.errors import IndexOutdated, InvalidRequest, NotFound, NotReady
-from rag.evidence import EvidenceJudge, held
-from rag.formats import page_span
+from rag.evidence import EvidenceJudge
 from rag.generate import Completion, GenerationSlots, Generator
-from rag.generate.base import Choice
 from rag.index import DocRecord, Index
 from rag.ingest import open_index
-from rag.intent import Intent
+from rag.intent import Intent, intent_of, one_figure
 from rag.normalize import is_traditional, to_simplified, to_traditional
 from rag.parts import Parts
 from rag.question import Question, analyse
+from rag.refuse import Answered, Refuser
 from rag.retrieve import RetrievalConfig, search
-from rag.types import Answer, Citation, Hit, Sentence
+from rag.types import Answer, Hit, Sentence
 
 log = logging.getLogger(__name__)
 
@@ -50,26 +47,25 @@ _FOLLOW_UP_CHARS = 8
 # the item or figure it points at is what the sought sentence is about.
 _POINTS_AT_ANSWER = re.compile(rf"^(?:它|其(?!他))|{_POINTER}")
 _SAID_CHARS = 80
-_FALLBACK_CITATIONS = 3
+
 
 @dataclass(frozen=True)
 class Plan:
-    """What ``prepare`` decided: a refusal reason, or the numbered candidate sentences and the chat for the
-    model."""
+    """What ``prepare`` decided: a refusal reason, or the sentences and chat messages for the model."""
 
     question: str
     traditional: bool
     index: Index
     hits: list[Hit]
-    candidates: list[Sentence]
+    chosen: list[Sentence]
     chat: list[dict[str, str]]
     refusal: str
+    titles: str = ""  # the covering documents' titles, Simplified
     analysis: Question | None = None
     intent: Intent = Intent()
     items: tuple[Sentence, ...] = ()  # a list question's item sentences, when a structure holds them
     asked: str = ""  # the question as the model is asked it: a follow-up with the turn it leans on
-    coverage: float = 0.0  # the best document's share of the question's content weight
-    best_dense: float = 0.0
+    shown: tuple[Sentence, ...] = ()  # the sentences as the model is shown them (a focused one narrowed)
 
     @cached_property
     def asked_simplified(self) -> str:
@@ -78,6 +74,13 @@ class Plan:
         the earlier answer."""
         query = self.analysis.simplified if self.analysis else ""
         return "\n".join(dict.fromkeys(p for p in (query, to_simplified(self.asked or self.question)) if p))
+
+    @cached_property
+    def evidence(self) -> list[Sentence]:
+        """What an answer may rest on: the chosen sentences, and the list's items the budget left out (a
+        completed list names them)."""
+        shown = {(s.doc_id, s.start) for s in self.chosen}
+        return [*self.chosen, *(s for s in self.items if (s.doc_id, s.start) not in shown)]
 
 
 class RagService:
@@ -97,7 +100,8 @@ class RagService:
         self.generation_lock = GenerationSlots(settings.parallel_generations)
         self._judge_cache: tuple[Index, EvidenceJudge] | None = None
         self.sentence_embedder = CachedEmbedder(embedder)
-        self.answerability = Answerability.load()
+        self.refuser = Refuser(settings)
+        self.chooser = ChooseStage(settings)
         if index is not None:
             index.check_embedder(embedder.name, embedder.dim)
 
@@ -169,35 +173,26 @@ class RagService:
                temperature: float | None = None) -> Iterator[str | Answer]:
         """Text deltas, then the whole ``Answer``; empty strings (ticks while the model writes) carry no text.
 
-        The model first chooses among the numbered candidate sentences (``rag.answer``); whether to answer is
-        decided then, before any text is written, by the fitted answerability model. The answer goes out only
-        as a prefix that passes the checks after generation on its own (``Verdict``): the whole text when it
-        passes, else the longest passing prefix, else the refusal, of which nothing was sent before. So the
-        streamed text always equals the non-streamed answer.
+        Nothing the verdict could retract is ever sent. Text goes out only as a prefix of the model's answer
+        that passes every check after generation on its own (``Verdict``); the answer is the whole text when
+        it passes, else the longest passing prefix, else the refusal, of which nothing was sent before. So
+        the streamed text always equals the non-streamed answer.
         """
+        if self.settings.answer_stage == "choose":  # opt-in: the model chooses, a fitted model refuses
+            yield from self.chooser.stream(self, messages, max_tokens, temperature)
+            return
         started = time.perf_counter()
         plan = self.prepare(messages)
         timings = {"retrieve": time.perf_counter() - started}
         if plan.refusal:
             yield self._refusal(plan.traditional, plan.refusal, timings, started)
             return
+        verifier = StreamVerifier(lambda text: self._verdict(text, plan), plan.traditional,
+                                  self._completer(plan) if plan.intent.kind == "list" else None)
         completion: Completion | None = None
         with self.generation_lock:
-            choice = self.generator.choose(plan.chat, CHOOSE, len(plan.candidates))
-            timings["choose"] = time.perf_counter() - started - timings["retrieve"]
-            chosen = [plan.candidates[i - 1] for i in choice.picked]
-            signals = self._signals(plan, choice, chosen)
-            if reason := self._answerability(signals, chosen):
-                yield replace(self._refusal(plan.traditional, reason, timings, started),
-                              prompt_tokens=choice.prompt_tokens, context=tuple(plan.candidates),
-                              signals=signals.as_dict())
-                return
-            evidence = [*chosen, *(s for s in plan.items if s not in chosen)]
-            verifier = StreamVerifier(lambda text: self._verdict(text, plan, evidence), plan.traditional,
-                                      self._completer(plan, evidence) if plan.intent.kind == "list" else None)
-            for item in self.generator.stream_on(plan.chat, answer_lead(choice, chosen),
-                                                 max_tokens or self.settings.max_tokens,
-                                                 self.settings.temperature if temperature is None else temperature):
+            for item in self.generator.stream(plan.chat, max_tokens or self.settings.max_tokens,
+                                              self.settings.temperature if temperature is None else temperature):
                 if isinstance(item, Completion):
                     completion = item
                     continue
@@ -211,107 +206,99 @@ class RagService:
         verdict, rest = verifier.finish(completion.text)
         if verdict.reason:
             refusal = self._refusal(plan.traditional, verdict.reason, timings, started)
-            yield replace(refusal, prompt_tokens=completion.prompt_tokens,
-                          completion_tokens=completion.completion_tokens, context=tuple(plan.candidates),
-                          signals=signals.as_dict())
+            yield Answer(refusal.text, (), True, completion.prompt_tokens, completion.completion_tokens,
+                         verdict.reason, refusal.timings, plan.shown)
             return
         if rest:
             timings.setdefault("first_token", time.perf_counter() - started)
             yield rest
         timings["total"] = time.perf_counter() - started
         yield Answer(verifier.sent, verdict.citations, False, completion.prompt_tokens, completion.completion_tokens,
-                     verdict.cut, timings, tuple(plan.candidates), signals.as_dict())
-
-    def _signals(self, plan: Plan, choice: Choice, chosen: Sequence[Sentence]) -> Signals:
-        words = plan.analysis.words if plan.analysis else ()
-        weights = {w: plan.index.word_weight(w) for w, _ in words}
-        share, _ = held(weights, "\n".join(s.simplified for s in chosen)) if weights else (0.0, ())
-        return Signals(choice.p_none, plan.coverage, plan.best_dense, plan.candidates[0].score if plan.candidates
-                       else 0.0, share, len(chosen))
-
-    def _answerability(self, signals: Signals, chosen: Sequence[Sentence]) -> str:
-        """The reason to refuse once the model has chosen, or ""."""
-        if not chosen:
-            return f"model_none: the model chose no sentence (p_none {signals.p_none:.2f})"
-        threshold = self.answerability.threshold if self.settings.min_confidence is None \
-            else self.settings.min_confidence
-        probability = self.answerability.probability(signals)
-        if probability < threshold:
-            shown = ", ".join(f"{k} {v:.2f}" for k, v in signals.as_dict().items())
-            return f"answerability {probability:.2f} < {threshold:.2f} ({shown})"
-        return ""
+                     verdict.cut, timings, plan.shown)
 
     @staticmethod
-    def _completer(plan: Plan, evidence: Sequence[Sentence]) -> Callable[[str], str]:
-        """A list answer, completed from the list it names in the chosen sentences."""
+    def _completer(plan: Plan) -> Callable[[str], str]:
+        """A list answer, completed from the list it names in the sentences the model was shown."""
         def complete(text: str) -> str:
             simplified = to_simplified(text)
-            done = listing.complete(simplified, evidence, plan.items, plan.intent.count)
+            done = listing.complete(simplified, plan.evidence, plan.items, plan.intent.count)
             return text if done == simplified else done
         return complete
 
-    def _verdict(self, text: str, plan: Plan, evidence: Sequence[Sentence]) -> Verdict:
-        """The checks after generation on ``text`` (the whole answer or a prefix of it). Its facts are checked
-        against every sentence the model was shown; its citations are the chosen sentences that support it,
-        else the shown ones that do, else the chosen ones (the model chose them as its source)."""
+    def _verdict(self, text: str, plan: Plan) -> Verdict:
+        """The checks after generation on ``text`` (the whole answer or a prefix of it)."""
         asked = plan.asked_simplified
-        shown = [*evidence, *(s for s in plan.candidates if s not in evidence)]
-        if reason := refuse.after(text, shown, asked):
+        answered = Answered(text, asked, plan.evidence, plan.titles, to_simplified(plan.question))
+        if reason := self.refuser.after(answered, plan.intent):
             return Verdict(reason)
-        collective = plan.intent.kind == "list"
-        citations = citing.cite(text, evidence, plan.index.sources, question=asked, collective=collective) or \
-            citing.cite(text, shown, plan.index.sources, question=asked, collective=collective) or \
-            [Citation(s.doc_id, s.start, s.end, s.text, s.section) for s in evidence[:_FALLBACK_CITATIONS]
-             if citing.verify(s, plan.index.sources)]
-        return Verdict("", tuple(with_pages(c, plan.index) for c in citations), bool(citing.own_words(text, asked)))
+        citations = citing.cite(text, plan.evidence, plan.index.sources, question=asked,
+                                collective=plan.intent.kind == "list")
+        if reason := self.refuser.support(citations):
+            return Verdict(reason)
+        words = plan.analysis.words if plan.analysis else ()
+        if reason := self.refuser.subject(citations, words, plan.titles, plan.index.word_weight, plan.intent):
+            return Verdict(reason)
+        return Verdict("", tuple(with_pages(c, plan.index) for c in citations),
+                       bool(citing.own_words(text, asked)))
 
     def prepare(self, messages: Sequence[dict[str, str]]) -> Plan:
-        """Everything before generation: retrieval, the candidate sentences, the prompt."""
+        """Everything before generation: retrieval, the evidence verdict, the chosen sentences, the prompt."""
         text, query, asked = self._question(messages)
         index = self.index
-        if refusal := refuse.before_retrieval(text):
-            return Plan(text, is_traditional(text), index, [], [], [], refusal)
+        text_s = to_simplified(text)
+        intent = intent_of(text_s)
+        if refusal := self.refuser.before_retrieval(text):
+            return Plan(text, is_traditional(text), index, [], [], [], refusal, intent=intent)
         question = analyse(text, self.embedder, query)
-        intent = question.intent
+        traditional, query_s = question.traditional, question.simplified
         hits = search(index, question, self.settings.context_chunks, config=self.retrieval_config())
-        if not hits:
-            return Plan(text, question.traditional, index, [], [], [], "nothing_found: no passage was retrieved",
-                        analysis=question, intent=intent)
         evidence = self._judge(index).assess(hits, question.words)
-        titles = {d: index.documents[d].title for d in dict.fromkeys(h.chunk.doc_id for h in hits)}
+        if refusal := self.refuser.before(evidence):
+            return Plan(text, traditional, index, hits, [], [], refusal, analysis=question, intent=intent)
+        # Only documents that cover the question may supply evidence: a neighbour's figure is no answer.
+        covering = evidence.covering(self.settings.min_coverage)
+        hits = [h for h in hits if h.chunk.doc_id in covering]
+        titles = {d: index.documents[d].title for d in covering}
+        sentences = prompting.candidate_sentences(index, hits)
+        if intent.kind == "person":
+            sentences = prompting.evidence_only([*sentences, *prompting.role_sentences(index, sorted(covering),
+                                                                                       intent.roles)])
         # The places and years of the question picked the document; they say nothing about the sentence.
-        ranked = prompting.rank_sentences(prompting.candidate_sentences(index, hits), question.simplified,
-                                          question.vector, self.sentence_embedder, titles, index.idf,
-                                          ignore=set(evidence.musts))
+        ranked = prompting.rank_sentences(sentences, query_s, question.vector, self.sentence_embedder, titles,
+                                          index.idf, ignore=set(evidence.musts))
+        if intent.kind == "person" and intent.roles:
+            ranked = _promote_roles(ranked, intent.roles)
         title_text = to_simplified("\n".join(titles.values()))
         terms = [w for w, must in question.words if not must and w not in title_text]
-        candidates, items = self._candidates(index, ranked, intent, terms, to_simplified(text))
-        if not candidates:
-            return Plan(text, question.traditional, index, hits, [], [], "nothing_found: no sentence to show",
-                        analysis=question, intent=intent)
-        chat = prompting.render(self.templates, candidates, asked, titles, listing=intent.kind == "list")
-        return Plan(text, question.traditional, index, hits, candidates, chat, "", question, intent, tuple(items),
-                    asked, evidence.coverage, evidence.best_dense)
+        chosen, shown, items = self._choose(index, ranked, intent, terms, text_s)
+        chat = prompting.render(self.templates, shown, asked, titles, listing=intent.kind == "list")
+        return Plan(text, traditional, index, hits, chosen, chat, "", title_text, question, intent, tuple(items),
+                    asked, tuple(shown))
 
-    def _candidates(self, index: Index, ranked: list[Sentence], intent: Intent, terms: Sequence[str],
-                    asked: str) -> tuple[list[Sentence], list[Sentence]]:
-        """The sentences the model chooses from, and a list's item sentences: the best that fit the budget;
-        for a list question, the structure holding the items first (the announcing sentence and its items)."""
+    def _choose(self, index: Index, ranked: list[Sentence], intent: Intent, terms: Sequence[str],
+                asked: str) -> tuple[list[Sentence], list[Sentence], list[Sentence]]:
+        """The sentences for the model, as it is shown them, and a list's item sentences: the best few, or
+        for a list question the structure holding the items. The question's content ``terms`` find items
+        written in parallel, and the clause of the best sentence that holds the asked list or (one figure
+        ``asked``) figure; the question ``asked`` (Simplified) names the item whose parts it asks for."""
         s = self.settings
         if intent.kind != "list" or not ranked:
-            return prompting.select(ranked, s.context_max_chars, s.context_sentences, min_relative=0.0), []
+            chosen = prompting.select(ranked, s.context_max_chars, s.context_sentences)
+            if not (chosen and one_figure(asked)):
+                return chosen, chosen, []
+            return chosen, [prompting.focus(chosen[0], terms, index.word_weight, citing.has_quantity),
+                            *chosen[1:]], []
         anchor, items = prompting.counted_heading(index, ranked, intent.count)
-        if not items and (listing_ := prompting.enumerating(ranked, intent.count)):  # one sentence holds them
-            rest = [r for r in ranked if r is not listing_]
-            return prompting.select([replace(listing_, score=ranked[0].score), *rest], s.context_max_chars,
-                                    s.context_sentences, min_relative=0.0), []
+        if not items and (listing := prompting.enumerating(ranked, intent.count)):  # one sentence holds them
+            rest = [r for r in ranked if r is not listing]
+            chosen = prompting.select([replace(listing, score=ranked[0].score), *rest], s.context_max_chars,
+                                      s.context_sentences)
+            return chosen, [prompting.focus(chosen[0], terms, index.word_weight, prompting.lists_items),
+                            *chosen[1:]], []
         items = items or prompting.list_items(index, anchor, intent.count, terms, asked)
-        head = prompting.select_list([anchor, *(r for r in ranked if r is not anchor)], items,
-                                     s.list_max_chars, s.list_sentences)
-        rest = [r for r in ranked if r not in head]
-        room = max(s.context_max_chars - sum(len(h.text) for h in head), 0)
-        return [*head, *prompting.select(rest, room, max(s.context_sentences - len(head), 0),
-                                         min_relative=0.0)] if room and rest else head, items
+        chosen = prompting.select_list([anchor, *(r for r in ranked if r is not anchor)], items,
+                                       s.list_max_chars, s.list_sentences)
+        return chosen, chosen, items
 
     def _refusal(self, traditional: bool, reason: str, timings: dict[str, float], started: float) -> Answer:
         log.info("refused: %s", reason)
@@ -344,6 +331,18 @@ class RagService:
         return self._judge_cache[1]
 
 
+def _promote_roles(ranked: list[Sentence], roles: Sequence[str]) -> list[Sentence]:
+    """A who-question's best evidence is a sentence naming someone in the asked role (编辑:张慧敏): such
+    sentences go first, with the best score."""
+    def names_role(s: Sentence) -> bool:
+        return any(citing.holds_role(n, r, [s]) for n in citing.names_in(s.simplified) for r in roles)
+
+    if not ranked:
+        return ranked
+    top = [replace(s, score=max(s.score, ranked[0].score)) for s in ranked if names_role(s)]
+    return [*top, *(s for s in ranked if not names_role(s))]
+
+
 def is_follow_up(question: str) -> bool:
     """True when the question leans on the previous turn (那初中呢？, 它的第二项是什么, 这个数字是哪一年的)."""
     return bool(_FOLLOW_UP.search(to_simplified(question))) or len(question) <= _FOLLOW_UP_CHARS
@@ -373,13 +372,6 @@ def validate_messages(messages: Sequence[dict[str, str]], max_chars: int) -> Non
             raise InvalidRequest(f"messages[{i}].content has {len(m['content'])} characters; the limit is {max_chars}")
     if messages[-1]["role"] != "user" or not messages[-1]["content"].strip():
         raise InvalidRequest("the last message must be a non-empty user message")
-
-
-def with_pages(citation: Citation, index: Index) -> Citation:
-    """The citation with the pages its span covers, for a paged document (PDF)."""
-    record = index.documents.get(citation.doc_id)
-    page, page_end = page_span(record.pages if record else (), citation.start, citation.end)
-    return replace(citation, page=page, page_end=page_end) if page else citation
 
 
 def build_service(settings: Settings, parts: Parts | None = None, *, generate: bool = True) -> RagService:

@@ -42,7 +42,7 @@ def test_answers_with_a_verified_citation(service: RagService) -> None:
     assert answer.citations and answer.citations[0].doc_id == "000_ae0e48cc884afd96.txt"
     assert "排名第三" in answer.citations[0].text
     _assert_verified(service, answer.citations)
-    assert 0 < answer.prompt_tokens < service.settings.n_ctx - service.settings.max_tokens  # it fitted
+    assert 0 < answer.prompt_tokens < 400
 
 
 def test_traditional_question_gets_a_traditional_answer(service: RagService) -> None:

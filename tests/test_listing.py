@@ -1,11 +1,11 @@
-"""List answers completed from the source list they name (``rag.answer.listing``), on sentences of the corpus."""
+"""List answers completed from the source list they name (``rag.listing``), on sentences of the corpus."""
 
 from __future__ import annotations
 
 import pytest
 
-from rag.answer.listing import answer_items, complete, enumerations
 from rag.lang import item_name
+from rag.listing import answer_items, complete, enumerations
 from rag.types import Sentence
 
 

@@ -6,6 +6,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from rag.formats import page_span
+from rag.index import Index
 from rag.normalize import to_simplified, to_traditional
 from rag.types import Citation
 
@@ -88,3 +90,10 @@ def clause_prefix(text: str) -> str:
     """``text`` up to and including its last clause boundary ("" when it has none yet)."""
     ends = [m.end() for m in _CLAUSE_END.finditer(text)]
     return text[:ends[-1]] if ends else ""
+
+
+def with_pages(citation: Citation, index: Index) -> Citation:
+    """The citation with the pages its span covers, for a paged document (PDF)."""
+    record = index.documents.get(citation.doc_id)
+    page, page_end = page_span(record.pages if record else (), citation.start, citation.end)
+    return replace(citation, page=page, page_end=page_end) if page else citation

@@ -126,7 +126,7 @@ def test_answers_through_the_server_with_usage(client: TestClient, remote_settin
     # The service always streams from the model (text is verified before any of it is sent), and
     # llama-cpp-python's server ignores stream_options.include_usage, so the prompt count is unknown: 0
     # (README, "Remote LLM"). A server that reports usage in streams gives the real count.
-    assert usage["prompt_tokens"] == 0 or 100 < usage["prompt_tokens"] < remote_settings.n_ctx
+    assert usage["prompt_tokens"] == 0 or 100 < usage["prompt_tokens"] < 600
     assert 0 < usage["completion_tokens"] <= remote_settings.max_tokens
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
 

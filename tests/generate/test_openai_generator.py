@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from rag.answer.select import CHOOSE
 from rag.config import Settings
 from rag.errors import LLMError, LLMTimeout, LLMUnavailable
 from rag.generate import BACKENDS, Completion, GenerationSlots, OpenAIGenerator, build_generator
@@ -112,11 +111,6 @@ def event(handler: BaseHTTPRequestHandler, payload: Any) -> None:
 
 def delta(text: str) -> dict[str, Any]:
     return {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": text}}]}
-
-
-def choosing(body: dict[str, Any]) -> bool:
-    """True for the request that asks the model to choose sentences (its turn so far ends in 句子：)."""
-    return str(body["messages"][-1]["content"]).endswith(CHOOSE)
 
 
 def answer_with(handler: BaseHTTPRequestHandler, body: dict[str, Any], text: str) -> None:
@@ -282,7 +276,7 @@ def test_slots_admit_size_at_once() -> None:
 def remote_settings(tmp_path: Path, url: str, **overrides: Any) -> Settings:
     settings = Settings(llm_backend="openai", llm_base_url=url, llm_model="m",
                         index_dir=tmp_path / "index", corpus_dir=REPO / "corpus", models_dir=tmp_path / "models",
-                        min_confidence=0.0, **overrides)
+                        min_dense_score=0.0, **overrides)
     index, _ = ingest_paths([settings.corpus_dir], settings, FakeEmbedder(), None)
     index.close()
     return settings
@@ -321,8 +315,8 @@ def test_http_stall_mid_stream_ends_with_an_error_event(tmp_path: Path,
     server: StandIn
 
     def stall_after_warm_up(handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
-        if not body["stream"]:  # the warm-up at start-up, or the choice of sentences
-            answer_with(handler, body, "1" if choosing(body) else "好")
+        if not body["stream"]:  # the warm-up at start-up
+            answer_with(handler, body, "好")
             return
         sse_head(handler)
         event(handler, delta("阳山县在清远市"))  # longer than the script converter holds back
@@ -348,7 +342,7 @@ def test_http_answers_in_parallel_up_to_the_setting(tmp_path: Path,
     def together(handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
         if body["max_tokens"] > 1:  # not the warm-up
             both.wait()
-        answer_with(handler, body, "1" if choosing(body) else "阳山县排名第三。")
+        answer_with(handler, body, "阳山县排名第三。")
 
     settings = remote_settings(tmp_path, stand_in(together).url, max_parallel_generations=2, queue_size=0)
     with TestClient(create_app(settings, FAKE_EMBEDDER)) as client:
