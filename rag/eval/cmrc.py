@@ -23,7 +23,7 @@ from pathlib import Path
 from rag.config import Settings
 from rag.embed import Embedder
 from rag.eval.backends import Reply
-from rag.eval.gold import EvalError, group_found
+from rag.eval.gold import EvalError, group_found, normalize
 from rag.ingest import IngestReport
 
 log = logging.getLogger(__name__)
@@ -153,6 +153,25 @@ def is_right(reply: Reply, question: BenchQuestion) -> bool:
     if not question.answerable:
         return reply.refused
     return not reply.refused and group_found(reply.text, question.answers)
+
+
+def char_f1(text: str, answers: Sequence[str]) -> float:
+    """CMRC 2018's own measure: the best character-level F1 of the reply against a gold text (Simplified,
+    whitespace and punctuation removed). Unlike containment it credits a short right answer (8公斤 for
+    约只有8公斤重) and docks a reply padded with other text."""
+    said = _chars(text)
+    best = 0.0
+    for answer in answers:
+        gold = _chars(answer)
+        common = sum(min(said.count(c), gold.count(c)) for c in set(said) & set(gold))
+        if common:
+            precision, recall = common / len(said), common / len(gold)
+            best = max(best, 2 * precision * recall / (precision + recall))
+    return best
+
+
+def _chars(text: str) -> str:
+    return "".join(c for c in normalize(text) if c.isalnum())
 
 
 # --- the archive ----------------------------------------------------------------------------------------

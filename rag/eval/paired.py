@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.eval.backends import Reply
-from rag.eval.cmrc import BenchQuestion
+from rag.eval.cmrc import BenchQuestion, char_f1
 from rag.eval.metrics import mean, percentile, share
 from rag.generate import Completion, Generator, Message
 from rag.generate.base import Choice
@@ -111,6 +111,8 @@ def system_metrics(pairs: Sequence[Pair], system: str) -> dict[str, float | None
         "questions": len(outcomes), "answerable": len(answerable), "unanswerable": len(unanswerable),
         "errors": sum(bool(o.error) for _, o in outcomes),
         "answer_accuracy": share(sum(o.right for o in answerable), len(answerable)),
+        "answer_f1": mean([0.0 if not o.reply or o.reply.refused else char_f1(o.reply.text, q.answers)
+                           for q, o in outcomes if q.answerable]),
         "false_refusal": share(sum(_refused(o) for o in answerable), len(answerable)),
         "refusal_on_unanswerable": share(sum(_refused(o) for o in unanswerable), len(unanswerable)),
         "answer_p50_s": percentile(times, 0.5), "answer_p90_s": percentile(times, 0.9),
@@ -147,7 +149,8 @@ def _refused(outcome: Outcome) -> bool:
 _LABELS = {
     "questions": "questions", "answerable": "answerable (paragraph in the archive)",
     "unanswerable": "unanswerable (paragraph left out)", "errors": "questions that failed",
-    "answer_accuracy": "answerable answered right", "false_refusal": "answerable refused",
+    "answer_accuracy": "answerable answered right", "answer_f1": "answerable, character F1 (refused: 0)",
+    "false_refusal": "answerable refused",
     "refusal_on_unanswerable": "unanswerable refused", "answer_p50_s": "answer p50 (s)",
     "answer_p90_s": "answer p90 (s)", "model_calls": "model calls",
     "prompt_tokens_mean": "prompt tokens per call, mean", "prompt_tokens_per_s": "prompt tokens / s to first text",
