@@ -12,6 +12,7 @@ from rag.eval.backends import Reply
 from rag.eval.cmrc import (
     BenchQuestion,
     build_archive,
+    char_f1,
     is_left_out,
     is_right,
     load_cmrc,
@@ -112,6 +113,13 @@ def test_a_reply_is_right_when_it_contains_a_gold_text_after_normalisation() -> 
     assert not is_right(reply("四分钟"), question(("4分钟",)))
     assert is_right(reply("是踢爆。"), question(("踢飞", "踢爆")))  # any one of several gold texts
     assert not is_right(reply("踢爆", refused=True), question(("踢爆",)))  # a refusal is never right
+
+
+def test_character_f1_credits_a_short_right_answer_and_docks_padding() -> None:
+    assert char_f1("8公斤。", ["约只有8公斤重"]) == 0.6  # all 3 of its characters right, 3 of the gold's 7
+    assert char_f1("泰國國家鐵路局", ["泰国国家铁路局", "铁路局"]) == 1.0  # the best gold text, in Simplified
+    assert char_f1("泰国国家铁路局，它在曼谷，建于1950年", ["泰国国家铁路局"]) < 0.7
+    assert char_f1("火星", ["泰国国家铁路局"]) == 0.0
 
 
 def test_a_left_out_paragraphs_question_is_right_only_when_refused() -> None:
