@@ -18,12 +18,12 @@ from rag import cite as citing
 from rag import listing
 from rag import prompt as prompting
 from rag.answer.stage import ChooseStage
-from rag.answer.verify import StreamVerifier, Verdict, with_pages
+from rag.answer.verify import StreamVerifier, Verdict, released, with_pages
 from rag.config import Settings
 from rag.embed import CachedEmbedder, Embedder
 from rag.errors import IndexOutdated, InvalidRequest, NotFound, NotReady
 from rag.evidence import EvidenceJudge
-from rag.generate import Completion, GenerationSlots, Generator
+from rag.generate import GenerationSlots, Generator
 from rag.index import DocRecord, Index
 from rag.ingest import open_index
 from rag.intent import Intent, intent_of, one_figure
@@ -189,19 +189,10 @@ class RagService:
             return
         verifier = StreamVerifier(lambda text: self._verdict(text, plan), plan.traditional,
                                   self._completer(plan) if plan.intent.kind == "list" else None)
-        completion: Completion | None = None
         with self.generation_lock:
-            for item in self.generator.stream(plan.chat, max_tokens or self.settings.max_tokens,
-                                              self.settings.temperature if temperature is None else temperature):
-                if isinstance(item, Completion):
-                    completion = item
-                    continue
-                timings.setdefault("model_first_token", time.perf_counter() - started)
-                piece = verifier.feed(item)
-                if piece:
-                    timings.setdefault("first_token", time.perf_counter() - started)
-                yield piece
-        assert completion is not None
+            deltas = self.generator.stream(plan.chat, max_tokens or self.settings.max_tokens,
+                                           self.settings.temperature if temperature is None else temperature)
+            completion = yield from released(deltas, verifier, timings, started)
         timings["generate"] = time.perf_counter() - started - timings["retrieve"]
         verdict, rest = verifier.finish(completion.text)
         if verdict.reason:

@@ -19,11 +19,11 @@ from rag import prompt as prompting
 from rag.answer import refuse
 from rag.answer.answerability import Answerability, Signals
 from rag.answer.select import CHOOSE, answer_lead, load_system
-from rag.answer.verify import StreamVerifier, Verdict, with_pages
+from rag.answer.verify import StreamVerifier, Verdict, released, with_pages
 from rag.config import Settings
 from rag.embed import CachedEmbedder, Embedder
 from rag.evidence import EvidenceJudge, held
-from rag.generate import Completion, GenerationSlots, Generator
+from rag.generate import GenerationSlots, Generator
 from rag.generate.base import Choice
 from rag.index import Index
 from rag.intent import Intent, intent_of
@@ -95,7 +95,6 @@ class ChooseStage:
         if turn.refusal:
             yield self._refusal(host, turn.traditional, turn.refusal, timings, started)
             return
-        completion: Completion | None = None
         with host.generation_lock:
             choice = host.generator.choose(turn.chat, CHOOSE, len(turn.candidates))
             timings["choose"] = time.perf_counter() - started - timings["retrieve"]
@@ -109,17 +108,10 @@ class ChooseStage:
             evidence = [*chosen, *(s for s in turn.items if s not in chosen)]
             verifier = StreamVerifier(lambda text: self._verdict(text, turn, evidence), turn.traditional,
                                       _completer(turn, evidence) if turn.intent.kind == "list" else None)
-            for item in host.generator.stream_on(turn.chat, answer_lead(choice, chosen),
-                                                 max_tokens or self.settings.max_tokens,
-                                                 self.settings.temperature if temperature is None else temperature):
-                if isinstance(item, Completion):
-                    completion = item
-                    continue
-                timings.setdefault("model_first_token", time.perf_counter() - started)
-                if piece := verifier.feed(item):
-                    timings.setdefault("first_token", time.perf_counter() - started)
-                yield piece
-        assert completion is not None
+            deltas = host.generator.stream_on(turn.chat, answer_lead(choice, chosen),
+                                              max_tokens or self.settings.max_tokens,
+                                              self.settings.temperature if temperature is None else temperature)
+            completion = yield from released(deltas, verifier, timings, started)
         timings["generate"] = time.perf_counter() - started - timings["retrieve"]
         verdict, rest = verifier.finish(completion.text)
         if verdict.reason:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, replace
 
 from rag.formats import page_span
+from rag.generate import Completion
 from rag.index import Index
 from rag.normalize import to_simplified, to_traditional
 from rag.types import Citation
@@ -97,3 +99,20 @@ def with_pages(citation: Citation, index: Index) -> Citation:
     record = index.documents.get(citation.doc_id)
     page, page_end = page_span(record.pages if record else (), citation.start, citation.end)
     return replace(citation, page=page, page_end=page_end) if page else citation
+
+
+def released(deltas: Iterable[str | Completion], verifier: StreamVerifier, timings: dict[str, float],
+             started: float) -> Generator[str, None, Completion]:
+    """The model's deltas fed to ``verifier``: yields what it releases ("" ticks while it holds text back),
+    notes when the model's first text and the first released text came, and returns the ``Completion``."""
+    completion: Completion | None = None
+    for item in deltas:
+        if isinstance(item, Completion):
+            completion = item
+            continue
+        timings.setdefault("model_first_token", time.perf_counter() - started)
+        if piece := verifier.feed(item):
+            timings.setdefault("first_token", time.perf_counter() - started)
+        yield piece
+    assert completion is not None
+    return completion
