@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from rag.answer import refuse
+from rag.answer.select import answer_sources
 from rag.config import Settings
 from rag.generate import Completion
 from rag.generate.base import Choice, parse_choice
@@ -69,6 +70,21 @@ def test_answered_from_the_chosen_sentence_with_a_verified_citation(chosen_index
     assert [s.text for s in answer.context] == [numbered[str(n)] for n in range(1, len(numbered) + 1)]
     assert generator.leads[0].startswith("句子：") and generator.leads[0].endswith("回答：")
     assert answer.signals["chosen"] >= 1 and 0.0 <= answer.signals["p_none"] <= 1.0
+
+
+def test_the_answer_is_written_from_the_choice_and_the_best_ranked_sentence(
+        chosen_index: tuple[Settings, Index]) -> None:
+    generator = RecordingGenerator(choice="2")
+    answer = service_with(chosen_index, generator).answer([user(RANK_QUESTION)])
+    first, second = answer.context[0].text, answer.context[1].text
+    assert generator.leads[0] == f"句子：2\n依据：{first}{second}\n回答："
+
+
+@pytest.mark.parametrize(("picked", "sources"), [((3, 2), [1, 2, 3]), ((1,), [1]), ((), [])])
+def test_answer_sources_are_the_picks_and_the_first_in_the_order_shown(picked: tuple[int, ...],
+                                                                        sources: list[int]) -> None:
+    candidates = [Sentence("d", n, n + 1, str(n), str(n), "") for n in range(1, 5)]
+    assert [s.start for s in answer_sources(candidates, Choice(picked, "", 0.0))] == sources
 
 
 def test_nothing_chosen_is_refused_before_an_answer_is_written(chosen_index: tuple[Settings, Index]) -> None:

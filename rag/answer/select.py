@@ -17,6 +17,14 @@ def load_system(prompts_dir: Path) -> str:
     return (prompts_dir / SYSTEM_FILE).read_text("utf-8").strip()
 
 
+def answer_sources(candidates: Sequence[Sentence], choice: Choice) -> list[Sentence]:
+    """The sentences the answer is written from, in the order shown: the model's choice and the ranker's best
+    sentence. The 1.5B model often picks a neighbour of the right sentence while the ranker's first one holds
+    the answer (gold dev, choice step alone: 47 of 76 questions' picks hold it, the first sentence 67); both
+    together answered 0.92 of the first 60 dev questions against 0.84 for the choice alone."""
+    return [candidates[i - 1] for i in sorted({1, *choice.picked})] if choice.picked else []
+
+
 def answer_lead(choice: Choice, chosen: Sequence[Sentence]) -> str:
     """The assistant turn up to the answer: the model's choice, then the chosen sentences copied by the code
     (a 1.5B model answers better from the right few sentences than from all of them)."""

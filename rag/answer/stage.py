@@ -18,7 +18,7 @@ from rag import listing
 from rag import prompt as prompting
 from rag.answer import refuse
 from rag.answer.answerability import Answerability, Signals
-from rag.answer.select import CHOOSE, answer_lead, load_system
+from rag.answer.select import CHOOSE, answer_lead, answer_sources, load_system
 from rag.answer.verify import StreamVerifier, Verdict, released, with_pages
 from rag.config import Settings
 from rag.embed import CachedEmbedder, Embedder
@@ -105,10 +105,11 @@ class ChooseStage:
                               prompt_tokens=choice.prompt_tokens, context=tuple(turn.candidates),
                               signals=signals.as_dict())
                 return
-            evidence = [*chosen, *(s for s in turn.items if s not in chosen)]
+            sources = answer_sources(turn.candidates, choice)
+            evidence = [*sources, *(s for s in turn.items if s not in sources)]
             verifier = StreamVerifier(lambda text: self._verdict(text, turn, evidence), turn.traditional,
                                       _completer(turn, evidence) if turn.intent.kind == "list" else None)
-            deltas = host.generator.stream_on(turn.chat, answer_lead(choice, chosen),
+            deltas = host.generator.stream_on(turn.chat, answer_lead(choice, sources),
                                               max_tokens or self.settings.max_tokens,
                                               self.settings.temperature if temperature is None else temperature)
             completion = yield from released(deltas, verifier, timings, started)
