@@ -2,7 +2,8 @@
 
 Retrieval is the service's; then the candidate sentences are numbered, the model writes the numbers of those
 that answer (or 无) under a grammar, the fitted answerability model decides whether to answer at all, and the
-same turn goes on to a short answer from the chosen sentences, checked only for facts and cited from them.
+same turn goes on to a short answer from the chosen sentences and the best-ranked one (``answer_sources``),
+checked only for facts and cited from them.
 """
 
 from __future__ import annotations
@@ -198,8 +199,8 @@ class ChooseStage:
     @staticmethod
     def _verdict(text: str, turn: Turn, evidence: Sequence[Sentence]) -> Verdict:
         """The checks after generation on ``text`` (the whole answer or a prefix of it). Its facts are checked
-        against every sentence the model was shown; its citations are the chosen sentences that support it,
-        else the shown ones that do, else the chosen ones (the model chose them as its source)."""
+        against every sentence the model was shown; its citations are the sentences it was written from that
+        support it, else the shown ones that do, else the ones it was written from."""
         shown = [*evidence, *(s for s in turn.candidates if s not in evidence)]
         if reason := refuse.after(text, shown, turn.asked):
             return Verdict(reason)
@@ -221,7 +222,7 @@ class ChooseStage:
 
 
 def _completer(turn: Turn, evidence: Sequence[Sentence]) -> Callable[[str], str]:
-    """A list answer, completed from the list it names in the chosen sentences."""
+    """A list answer, completed from the list it names in the sentences it was written from."""
     def complete(text: str) -> str:
         simplified = to_simplified(text)
         done = listing.complete(simplified, evidence, turn.items, turn.intent.count)
