@@ -84,7 +84,7 @@ class LlamaGenerator:
         yield Completion(text, prompt_tokens, completion_tokens)
 
     def _prompt(self, messages: Sequence[Message], lead: str) -> list[int]:
-        text = self._format(messages=list(messages)).prompt + lead
+        text = self._format(messages=list(messages)).prompt + lead  # type: ignore[arg-type]
         return self._llm.tokenize(text.encode(), add_bos=True, special=True)
 
     def choose(self, messages: Sequence[Message], lead: str, options: int) -> Choice:
