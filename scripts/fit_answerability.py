@@ -35,7 +35,7 @@ FOLDS = 5
 
 
 def _signals(raw: dict[str, float]) -> dict[str, float]:
-    return Signals(**{k: raw[k] for k in Signals.__dataclass_fields__}).features()
+    return Signals(**{k: raw[k] for k in Signals.__dataclass_fields__ if k in raw}).features()
 
 
 def gold_rows(path: Path) -> list[tuple[str, dict[str, float], bool, bool]]:
@@ -45,7 +45,7 @@ def gold_rows(path: Path) -> list[tuple[str, dict[str, float], bool, bool]]:
         r = json.loads(line)
         reply = (r.get("answer") or {}).get("reply") or {}
         signals = reply.get("signals")
-        if not signals or not signals.get("chosen"):
+        if not signals or not signals.get("chosen") or reply.get("refused"):  # refused by a check of facts
             continue
         answerable = r["item"]["doc"] is not None
         rows.append((r["item"]["id"], _signals(signals), answerable, answerable and bool(r["answer"]["correct"])))
@@ -57,11 +57,17 @@ def cmrc_rows(path: Path) -> list[tuple[str, dict[str, float], bool, bool]]:
     for line in path.read_text("utf-8").splitlines():
         r = json.loads(line)
         signals = r["service"].get("signals")
-        if not signals or not signals.get("chosen"):
+        if not signals or not signals.get("chosen") or r["service"].get("refused"):
             continue
         answerable = not r["left_out"]
         rows.append((r["id"], _signals(signals), answerable, answerable and bool(r["service"]["right"])))
     return rows
+
+
+def standardised(raw: np.ndarray, means: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """A bias column and the standardised features; a signal the backend did not report counts as its mean,
+    as in ``Answerability.probability``."""
+    return np.hstack([np.ones((len(raw), 1)), np.nan_to_num((raw - means) / scales, nan=0.0)])
 
 
 def fit(x: np.ndarray, y: np.ndarray, l2: float = L2) -> np.ndarray:
@@ -143,7 +149,7 @@ def ablate(raw: np.ndarray, names: list[str], means: np.ndarray, scales: np.ndar
     out = {}
     for left_out in ["(none)", *names, "(all)"]:
         keep = [i for i, n in enumerate(names) if n != left_out and left_out != "(all)"]
-        x = np.hstack([np.ones((len(y), 1)), (raw[:, keep] - means[keep]) / scales[keep]])
+        x = standardised(raw[:, keep], means[keep], scales[keep])
         table = curve(out_of_fold(x, y.astype(float), ids), y, answerable, int(answerable.sum()))
         out[left_out] = next((r for r in table if r["precision"] >= precision), table[-1])
     return out
@@ -162,13 +168,13 @@ def score_reports(args: argparse.Namespace, raw: np.ndarray, names: list[str], m
             probability, threshold = None, 0.0
         else:
             keep = [i for i, n in enumerate(names) if n != left_out and left_out != "(all)"]
-            x = np.hstack([np.ones((len(y), 1)), (raw[:, keep] - means[keep]) / scales[keep]])
+            x = standardised(raw[:, keep], means[keep], scales[keep])
             w = fit(x, y.astype(float))
             kept = [names[i] for i in keep]
 
             def probability(f: dict[str, float], w: np.ndarray = w, kept: list[str] = kept) -> float:
                 z = w[0] + sum(w[j + 1] * (f[n] - means[names.index(n)]) / scales[names.index(n)]
-                               for j, n in enumerate(kept))
+                               for j, n in enumerate(kept) if not np.isnan(f[n]))
                 return float(1 / (1 + np.exp(-z)))
             threshold = ablation[left_out]["threshold"]
         cells = []
@@ -198,8 +204,8 @@ def main() -> int:
     rows = gold_rows(args.gold) + cmrc_rows(args.cmrc)
     names = list(rows[0][1])
     raw = np.array([[f[n] for n in names] for _, f, _, _ in rows])
-    means, scales = raw.mean(0), raw.std(0) + 1e-9
-    x = np.hstack([np.ones((len(rows), 1)), (raw - means) / scales])
+    means, scales = np.nanmean(raw, 0), np.nanstd(raw, 0) + 1e-9
+    x = standardised(raw, means, scales)
     y = np.array([right for *_, right in rows], dtype=bool)
     answerable = np.array([a for _, _, a, _ in rows], dtype=bool)
     ids = [i for i, *_ in rows]

@@ -99,9 +99,13 @@ def test_nothing_chosen_is_refused_before_an_answer_is_written(chosen_index: tup
 
 def test_below_the_threshold_the_answerability_model_refuses(chosen_index: tuple[Settings, Index]) -> None:
     generator = RecordingGenerator()
-    answer = service_with(chosen_index, generator, min_confidence=1.0).answer([user(RANK_QUESTION)])
-    assert answer.refused and answer.reason.startswith("answerability ")
-    assert "p_none" in answer.reason and generator.leads == []
+    service = service_with(chosen_index, generator, min_confidence=1.0)
+    *deltas, answer = list(service.stream([user(RANK_QUESTION)]))
+    # The verdict reads the written answer (how well its sentence holds the question), so it comes after
+    # the answer was written and before any of it was sent.
+    assert isinstance(answer, Answer) and answer.refused and answer.reason.startswith("answerability ")
+    assert "p_none" in answer.reason and "alignment" in answer.reason and len(generator.leads) == 1
+    assert "".join(d for d in deltas if isinstance(d, str)) == ""
 
 
 @pytest.mark.parametrize(("said", "reason"), [

@@ -442,6 +442,13 @@ def test_a_completed_answer_is_sent_whole_and_only_when_it_passes(completed: str
     assert sent == ["", "", ""] and rest == writer.sent == expected and not final.reason
 
 
+def test_a_held_answer_is_sent_only_at_the_end() -> None:
+    writer = StreamVerifier(lambda text: Verdict("", informs=True), traditional=True, hold=True)
+    sent = [writer.feed(d) for d in ["茶叶", "、蔬", "菜。"]]
+    final, rest = writer.finish("茶叶、蔬菜。")
+    assert sent == ["", "", ""] and rest == writer.sent == "茶葉、蔬菜。" and not final.reason
+
+
 def test_a_follow_up_may_repeat_the_figures_of_the_turn_it_leans_on(sample_index: tuple[Settings, Index]) -> None:
     settings, index = sample_index
     reply = "2023年计划新增公办中小学学位。"

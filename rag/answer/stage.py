@@ -99,31 +99,32 @@ class ChooseStage:
         with host.generation_lock:
             choice = host.generator.choose(turn.chat, CHOOSE, len(turn.candidates))
             timings["choose"] = time.perf_counter() - started - timings["retrieve"]
-            chosen = [turn.candidates[i - 1] for i in choice.picked]
-            signals = self.signals(turn, choice, chosen)
-            if reason := self._answerability(signals, chosen):
-                yield replace(self._refusal(host, turn.traditional, reason, timings, started),
-                              prompt_tokens=choice.prompt_tokens, context=tuple(turn.candidates),
-                              signals=signals.as_dict())
+            if not choice.picked:
+                yield replace(self._refusal(host, turn.traditional, f"model_none: the model chose no sentence "
+                                            f"(p_none {choice.p_none:.2f})", timings, started),
+                              prompt_tokens=choice.prompt_tokens, context=tuple(turn.candidates))
                 return
             sources = answer_sources(turn.candidates, choice)
             evidence = [*sources, *(s for s in turn.items if s not in sources)]
+            # Nothing is sent before the answerability verdict, which reads the whole answer.
             verifier = StreamVerifier(lambda text: self._verdict(text, turn, evidence), turn.traditional,
-                                      _completer(turn, evidence) if turn.intent.kind == "list" else None)
+                                      _completer(turn, evidence) if turn.intent.kind == "list" else None,
+                                      hold=True)
             deltas = host.generator.stream_on(turn.chat, answer_lead(choice, sources),
                                               max_tokens or self.settings.max_tokens,
                                               self.settings.temperature if temperature is None else temperature)
             completion = yield from released(deltas, verifier, timings, started)
         timings["generate"] = time.perf_counter() - started - timings["retrieve"]
         verdict, rest = verifier.finish(completion.text)
-        if verdict.reason:
-            yield replace(self._refusal(host, turn.traditional, verdict.reason, timings, started),
+        signals = self.signals(turn, choice, sources, completion.logprob, to_simplified(rest))
+        reason = verdict.reason or self._answerability(signals)
+        if reason:
+            yield replace(self._refusal(host, turn.traditional, reason, timings, started),
                           prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
                           context=tuple(turn.candidates), signals=signals.as_dict())
             return
-        if rest:
-            timings.setdefault("first_token", time.perf_counter() - started)
-            yield rest
+        timings.setdefault("first_token", time.perf_counter() - started)
+        yield rest
         timings["total"] = time.perf_counter() - started
         yield Answer(verifier.sent, verdict.citations, False, completion.prompt_tokens, completion.completion_tokens,
                      verdict.cut, timings, tuple(turn.candidates), signals.as_dict())
@@ -177,17 +178,25 @@ class ChooseStage:
         return [*head, *more], items
 
     @staticmethod
-    def signals(turn: Turn, choice: Choice, chosen: Sequence[Sentence]) -> Signals:
+    def signals(turn: Turn, choice: Choice, sources: Sequence[Sentence], logprob: float | None,
+                answer: str) -> Signals:
+        """The answerability signals of a written answer (``answer``: Simplified)."""
         words = turn.analysis.words if turn.analysis else ()
         weights = {w: turn.index.word_weight(w) for w, _ in words}
-        share = held(weights, "\n".join(s.simplified for s in chosen))[0] if weights else 0.0
-        top = turn.candidates[0].score if turn.candidates else 0.0
-        return Signals(choice.p_none, turn.coverage, turn.best_dense, top, share, len(chosen))
 
-    def _answerability(self, signals: Signals, chosen: Sequence[Sentence]) -> str:
-        """The reason to refuse once the model has chosen, or ""."""
-        if not chosen:
-            return f"model_none: the model chose no sentence (p_none {signals.p_none:.2f})"
+        def share(sentences: Sequence[Sentence]) -> float:
+            return held(weights, "\n".join(s.simplified for s in sentences))[0] if weights else 0.0
+
+        chosen = [turn.candidates[i - 1] for i in choice.picked]
+        shown = [*sources, *(s for s in turn.candidates if s not in sources)]
+        support = {id(s): citing.support(answer, s, turn.asked) for s in shown} if answer else {}
+        best = max(shown, key=lambda s: support[id(s)]) if support else None
+        top = turn.candidates[0].score if turn.candidates else 0.0
+        return Signals(choice.p_none, turn.coverage, turn.best_dense, top, share(chosen), len(chosen),
+                       share(sources), logprob, support[id(best)] if best else 0.0, share([best]) if best else 0.0)
+
+    def _answerability(self, signals: Signals) -> str:
+        """The reason to refuse a written answer, or ""."""
         threshold = self.answerability.threshold if self.settings.min_confidence is None \
             else self.settings.min_confidence
         probability = self.answerability.probability(signals)

@@ -39,13 +39,15 @@ class StreamVerifier:
     (布局 → 佈局), which never span a boundary, so a converted prefix is a prefix of the converted whole.
 
     ``complete`` rewrites the whole text before its verdict (a list answer is completed from the source);
-    with it, nothing is sent before the end, since the rewrite may change what came first."""
+    with it, nothing is sent before the end, since the rewrite may change what came first. ``hold`` sends
+    nothing before the end either: a decision made on the whole answer may still retract it."""
 
     def __init__(self, verdict: Callable[[str], Verdict], traditional: bool,
-                 complete: Callable[[str], str] | None = None) -> None:
+                 complete: Callable[[str], str] | None = None, hold: bool = False) -> None:
         self._verdict = verdict
         self._convert = to_traditional if traditional else to_simplified
         self._complete = complete
+        self._hold = hold or complete is not None
         self._raw = ""
         self._checked = ""
         self._passed: tuple[str, Verdict] | None = None
@@ -62,7 +64,7 @@ class StreamVerifier:
         if verdict.reason or not verdict.informs:
             return ""
         self._passed = (text, verdict)
-        return "" if self._complete else self._release(self._convert(text))
+        return "" if self._hold else self._release(self._convert(text))
 
     def finish(self, whole: str) -> tuple[Verdict, str]:
         """The verdict on the answer (the whole text, else the longest passing prefix) and the text still to

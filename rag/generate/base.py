@@ -19,9 +19,13 @@ _NUMBER = re.compile(r"\d+")
 
 @dataclass(frozen=True)
 class Completion:
+    """What the model wrote; ``logprob``: the mean log-probability of its tokens, where the backend reports it
+    (the model's confidence in its own answer, one of the answerability signals)."""
+
     text: str
     prompt_tokens: int
     completion_tokens: int
+    logprob: float | None = None
 
 
 @dataclass(frozen=True)
