@@ -5,13 +5,14 @@
     RAG_ANSWER_STAGE=choose RAG_MIN_CONFIDENCE=0 .venv/bin/rag eval --benchmark cmrc2018 --part tune --limit 60 \\
         --no-baseline
     .venv/bin/python scripts/fit_answerability.py --gold eval/runs/tune-gold-dev/results.jsonl \\
-        --cmrc eval/runs/cmrc2018/tune/results.jsonl --precision 0.85 --write
+        --cmrc eval/runs/cmrc2018/tune/results.jsonl --max-lost 0.03 --write
 
 With ``RAG_MIN_CONFIDENCE=0`` the service answers whenever the model chose a sentence, so every row shows
 whether its answer was right. A row is positive when the question is answerable and the answer right; an
 unanswerable question answered, or a wrong answer, is negative (a refusal is better than either). The model is
-a logistic regression over the standardised signals with an L2 penalty; its threshold is the lowest at which
-the out-of-fold precision (right answers among those answered, over both domains) reaches ``--precision``.
+a logistic regression over the standardised signals with an L2 penalty; its threshold is the highest at which
+it refuses at most ``--max-lost`` of the right answers, out of fold over both domains (the false-refusal
+budget: refusing more costs right answers faster than it saves wrong ones).
 Prints the out-of-fold curve: threshold, answered share, accuracy among answered, answerable accuracy.
 """
 
@@ -96,15 +97,46 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, ids: list[str]) -> np.ndarray:
     return p
 
 
-def curve(p: np.ndarray, y: np.ndarray, answerable: np.ndarray, total_answerable: int) -> list[dict[str, float]]:
+def curve(p: np.ndarray, y: np.ndarray, answerable: np.ndarray, total_answerable: int,
+          step: float = 0.05) -> list[dict[str, float]]:
     rows = []
-    for t in np.round(np.arange(0.0, 1.0, 0.05), 2):
+    for t in np.round(np.arange(0.0, 1.0, step), 2):
         answered = p >= t
         rows.append({"threshold": float(t), "answered": float(answered.mean()),
+                     "right_refused": float((y & ~answered).sum() / max(y.sum(), 1)),
                      "precision": float(y[answered].mean()) if answered.any() else 1.0,
                      "answerable_accuracy": float((y & answered).sum() / max(total_answerable, 1)),
                      "unanswerable_refused": float((~answered & ~answerable).sum() / max((~answerable).sum(), 1))})
     return rows
+
+
+def pick(table: list[dict[str, float]], max_lost: float) -> dict[str, float]:
+    """The row of the highest threshold that refuses at most ``max_lost`` of the right answers."""
+    return [r for r in table if r["right_refused"] <= max_lost][-1]
+
+
+def select(raw: np.ndarray, names: list[str], y: np.ndarray, answerable: np.ndarray, ids: list[str],
+           max_lost: float) -> list[str]:
+    """Backward elimination: while leaving out some signal refuses as many unanswerable questions out of fold
+    at the same lost share (and answers no fewer), leave out the one that does best without it."""
+    means, scales = np.nanmean(raw, 0), np.nanstd(raw, 0) + 1e-9
+
+    def score(keep: list[int]) -> tuple[float, float]:
+        x = standardised(raw[:, keep], means[keep], scales[keep])
+        row = pick(curve(out_of_fold(x, y.astype(float), ids), y, answerable, int(answerable.sum()), step=0.01),
+                   max_lost)
+        return row["unanswerable_refused"], -row["answered"]
+
+    keep = list(range(len(names)))
+    best = score(keep)
+    while len(keep) > 1:
+        trials = [(score([k for k in keep if k != d]), d) for d in keep]
+        without, dropped = max(trials)
+        if without[0] < best[0]:
+            break
+        print(f"left out {names[dropped]}: unanswerable refused {without[0]:.3f} (was {best[0]:.3f})")
+        keep, best = [k for k in keep if k != dropped], without
+    return [names[k] for k in keep]
 
 
 def report_rows(path: Path, kind: str) -> list[dict[str, object]]:
@@ -143,15 +175,15 @@ def apply(rows: list[dict[str, object]], probability: object, threshold: float) 
 
 
 def ablate(raw: np.ndarray, names: list[str], means: np.ndarray, scales: np.ndarray, y: np.ndarray,
-           answerable: np.ndarray, ids: list[str], precision: float) -> dict[str, dict[str, float]]:
+           answerable: np.ndarray, ids: list[str], max_lost: float) -> dict[str, dict[str, float]]:
     """Each signal left out in turn (and all of them: the model's choice alone), refitted and scored out of fold
-    at the lowest threshold reaching ``precision``."""
+    at the highest threshold losing at most ``max_lost`` of the right answers."""
     out = {}
     for left_out in ["(none)", *names, "(all)"]:
         keep = [i for i, n in enumerate(names) if n != left_out and left_out != "(all)"]
         x = standardised(raw[:, keep], means[keep], scales[keep])
-        table = curve(out_of_fold(x, y.astype(float), ids), y, answerable, int(answerable.sum()))
-        out[left_out] = next((r for r in table if r["precision"] >= precision), table[-1])
+        out[left_out] = pick(curve(out_of_fold(x, y.astype(float), ids), y, answerable, int(answerable.sum()),
+                                   step=0.01), max_lost)
     return out
 
 
@@ -194,7 +226,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gold", type=Path, required=True)
     parser.add_argument("--cmrc", type=Path, required=True)
-    parser.add_argument("--precision", type=float, default=0.85)
+    parser.add_argument("--max-lost", type=float, default=0.03,
+                        help="the share of right answers the threshold may refuse (out of fold)")
     parser.add_argument("--write", action="store_true", help=f"write {FITTED.relative_to(REPO)}")
     parser.add_argument("--report-gold", type=Path, help="results.jsonl of `rag eval --split test` with "
                         "RAG_MIN_CONFIDENCE=0: score each variant on it")
@@ -204,22 +237,24 @@ def main() -> int:
     rows = gold_rows(args.gold) + cmrc_rows(args.cmrc)
     names = list(rows[0][1])
     raw = np.array([[f[n] for n in names] for _, f, _, _ in rows])
-    means, scales = np.nanmean(raw, 0), np.nanstd(raw, 0) + 1e-9
-    x = standardised(raw, means, scales)
     y = np.array([right for *_, right in rows], dtype=bool)
     answerable = np.array([a for _, _, a, _ in rows], dtype=bool)
     ids = [i for i, *_ in rows]
+    kept = select(raw, names, y, answerable, ids, args.max_lost)
+    raw, names = raw[:, [names.index(n) for n in kept]], kept
+    means, scales = np.nanmean(raw, 0), np.nanstd(raw, 0) + 1e-9
+    x = standardised(raw, means, scales)
     p = out_of_fold(x, y.astype(float), ids)
     table = curve(p, y, answerable, int(answerable.sum()))
     print(f"{len(rows)} rows ({len(gold_rows(args.gold))} gold dev, {len(cmrc_rows(args.cmrc))} CMRC tune); "
           f"{int(y.sum())} right answers, {int((~answerable).sum())} unanswerable")
-    print("threshold answered precision answerable_acc unanswerable_refused (out of fold)")
+    print("threshold answered right_refused precision answerable_acc unanswerable_refused (out of fold)")
     for row in table:
-        print(f"{row['threshold']:9.2f} {row['answered']:8.3f} {row['precision']:9.3f} "
+        print(f"{row['threshold']:9.2f} {row['answered']:8.3f} {row['right_refused']:13.3f} {row['precision']:9.3f} "
               f"{row['answerable_accuracy']:14.3f} {row['unanswerable_refused']:20.3f}")
-    threshold = next((r["threshold"] for r in table if r["precision"] >= args.precision), table[-1]["threshold"])
-    ablation = ablate(raw, names, means, scales, y, answerable, ids, args.precision)
-    print("ablation (out of fold, each at its own threshold for the same precision): without | threshold "
+    threshold = pick(curve(p, y, answerable, int(answerable.sum()), step=0.01), args.max_lost)["threshold"]
+    ablation = ablate(raw, names, means, scales, y, answerable, ids, args.max_lost)
+    print("ablation (out of fold, each at its own threshold for the same lost share): without | threshold "
           "answered precision answerable_acc unanswerable_refused")
     for name, row in ablation.items():
         print(f"{name:16s} {row['threshold']:5.2f} {row['answered']:8.3f} {row['precision']:9.3f} "
@@ -227,12 +262,12 @@ def main() -> int:
     w = fit(x, y.astype(float))
     if args.report_gold or args.report_cmrc:
         score_reports(args, raw, names, means, scales, y, answerable, ids, ablation)
-    print(f"threshold for out-of-fold precision >= {args.precision}: {threshold}")
+    print(f"threshold refusing at most {args.max_lost} of the right answers (out of fold): {threshold}")
     print("weights (standardised): " + ", ".join(f"{n} {v:+.2f}" for n, v in zip(["bias", *names], w, strict=True)))
     if args.write:
         fitted = {
             "_comment": "Fitted by scripts/fit_answerability.py (its docstring has the commands); never edit by hand.",
-            "threshold": threshold, "precision_target": args.precision,
+            "threshold": threshold, "max_lost": args.max_lost,
             "model": {"bias": float(w[0]), "weights": dict(zip(names, map(float, w[1:]), strict=True)),
                       "means": dict(zip(names, map(float, means), strict=True)),
                       "scales": dict(zip(names, map(float, scales), strict=True))},
