@@ -1,13 +1,20 @@
-"""Select: the leads the code writes into the answer turn, and the sentences the answer is written from."""
+"""Select: the system prompt of the choose stage, and the leads the code writes into its answer turn."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from rag.generate.base import Choice
 from rag.types import Sentence
 
 CHOOSE = "句子："
+SYSTEM_FILE = "choose.txt"
+
+
+def load_system(prompts_dir: Path) -> str:
+    """The fixed system prompt of the choose stage: the two steps and three made-up examples."""
+    return (prompts_dir / SYSTEM_FILE).read_text("utf-8").strip()
 
 
 def answer_sources(candidates: Sequence[Sentence], choice: Choice) -> list[Sentence]:
