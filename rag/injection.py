@@ -20,10 +20,13 @@ _PATTERNS = (
     r"你的(?:新)?(?:任务|角色|身份|指令)(?:是|为)",
     r"\byou are (?:now )?(?:an? |the )?(?:ai|assistant|chatbot|language model|dan)\b",
     r"\b(?:act|behave|pretend|respond) as\b",
-    r"系统提示|系统指令|系统消息|system prompt|system message|<\|im_start\|>|<\|im_end\|>|\[inst\]|###\s*instruction",
+    r"系统提示|系统指令|系统消息|system prompt|system message|<\|im_start\|>|<\|im_end\|>|\[/?inst\]|\[/?system\]|"
+    r"###\s*instruction",
+    # a chat message written as JSON: {"role": "system", "content": …}
+    r"[\"']role[\"']\s*:\s*[\"'](?:system|assistant|user)[\"']",
     r"(?:^|[\s,，。；;])(?:system|assistant|user|系统|助手)\s*[:：]",
     # answers planted as instructions: "回答：…", "请回答…", "answer with …"
-    r"(?:^|[\s,，。；;：:、])(?:请|必须|一律|只)?(?:回答|答复|回复|输出|作答)(?:为|是)?\s*[:：“\"「]",
+    r"(?:^|[\s,，。；;：:、]|都|均|并|就)(?:请|必须|一律|只)?(?:回答|答复|回复|输出|作答)(?:为|是)?\s*[:：“\"「]",
     r"(?:请|必须|一律|只能|务必)(?:回答|答复|回复|输出|说)",
     r"\b(?:answer|reply|respond|say|output)(?: only)?(?: with)?\s*[:\"“]",
     r"\b(?:answer|reply|respond) (?:only |always )?with\b",

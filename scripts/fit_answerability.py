@@ -139,6 +139,26 @@ def select(raw: np.ndarray, names: list[str], y: np.ndarray, answerable: np.ndar
     return [names[k] for k in keep]
 
 
+def signed(raw: np.ndarray, names: list[str], y: np.ndarray) -> list[str]:
+    """The signals whose fitted weight keeps the sign of their own relation to a right answer: while some
+    weight points against it (two overlapping coverages, one pushed negative to cancel the other), the most
+    negative such signal is left out and the rest refitted. A signal then only ever raises the probability in
+    the direction its meaning gives it."""
+    keep = list(range(len(names)))
+    while True:
+        means, scales = np.nanmean(raw[:, keep], 0), np.nanstd(raw[:, keep], 0) + 1e-9
+        w = fit(standardised(raw[:, keep], means, scales), y.astype(float))[1:]
+        own = np.array([np.sign(np.corrcoef(np.nan_to_num(raw[:, k], nan=float(np.nanmean(raw[:, k]))), y)[0, 1])
+                        for k in keep])
+        wrong = w * own
+        if wrong.min() >= 0 or len(keep) == 1:
+            return [names[k] for k in keep]
+        dropped = keep[int(wrong.argmin())]
+        print(f"left out {names[dropped]}: its weight {w[int(wrong.argmin())]:+.2f} points against its own "
+              f"relation to a right answer")
+        keep.remove(dropped)
+
+
 def report_rows(path: Path, kind: str) -> list[dict[str, object]]:
     """Every question of a reporting run made with ``RAG_MIN_CONFIDENCE=0``: its signals (``None`` when the
     model chose nothing or the service refused before choosing), whether it is answerable, whether its reply
@@ -241,6 +261,8 @@ def main() -> int:
     answerable = np.array([a for _, _, a, _ in rows], dtype=bool)
     ids = [i for i, *_ in rows]
     kept = select(raw, names, y, answerable, ids, args.max_lost)
+    raw, names = raw[:, [names.index(n) for n in kept]], kept
+    kept = signed(raw, names, y)
     raw, names = raw[:, [names.index(n) for n in kept]], kept
     means, scales = np.nanmean(raw, 0), np.nanstd(raw, 0) + 1e-9
     x = standardised(raw, means, scales)

@@ -158,7 +158,9 @@ def _sentence(text: str) -> Sentence:
     ("2月19日。", "大会哪天召开？", ""),
     ("2023年。", "2023年的大会在哪里召开？", ""),  # a figure the question brought is no invention
     ("天空是蓝色的。", "大会在哪里召开？", UNGROUNDED),
-    ("大会召开。", "大会在哪里召开？", ""),  # only the question's words: nothing invented
+    ("大会在哪里召开。", "大会在哪里召开？", "echo: the answer holds no word the question did not"),
+    ("大会是在市第五中学召开的。", "大会在哪里召开？", ""),
+    ("是，大会召开了。", "大会是否召开？", ""),  # a yes/no question is answered in its own words
 ])
 def test_the_facts_checked_after_the_answer(answer: str, question: str, reason: str) -> None:
     meeting = _sentence("2月19日,2024年辽源市教育系统领导干部大会在市第五中学召开。")

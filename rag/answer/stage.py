@@ -1,9 +1,9 @@
 """The choose stage (``RAG_ANSWER_STAGE=choose``): the model chooses, the code copies, refusal is calibrated.
 
 Retrieval is the service's; then the candidate sentences are numbered, the model writes the numbers of those
-that answer (or 无) under a grammar, the fitted answerability model decides whether to answer at all, and the
-same turn goes on to a short answer from the chosen sentences and the best-ranked one (``answer_sources``),
-checked only for facts and cited from them.
+that answer (or 无) under a grammar, the same turn goes on to a short answer from the chosen sentences and the
+best-ranked one (``answer_sources``), and the answer is sent only if it passes the checks of fact and the
+fitted answerability model, cited from the sentences it was written from.
 """
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ class ChooseStage:
         against every sentence the model was shown; its citations are the sentences it was written from that
         support it, else the shown ones that do, else the ones it was written from."""
         shown = [*evidence, *(s for s in turn.candidates if s not in evidence)]
-        if reason := refuse.after(text, shown, turn.asked):
+        if reason := refuse.after(text, shown, turn.asked, to_simplified(turn.question)):
             return Verdict(reason)
         collective, sources = turn.intent.kind == "list", turn.index.sources
         citations = citing.cite(text, evidence, sources, question=turn.asked, collective=collective) or \
