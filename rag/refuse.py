@@ -17,6 +17,7 @@ from rag import cite as citing
 from rag.config import Settings
 from rag.evidence import Evidence, held
 from rag.intent import Intent
+from rag.lang import CHOICE_QUESTION
 from rag.normalize import to_simplified
 from rag.types import Citation, Sentence
 
@@ -49,7 +50,6 @@ AFTER = (
     Check("subject", "min_coverage", "a how-many answer's figure comes from sentences that hold too little of "
                                      "the question's content weight"),
 )
-_CHOICE = re.compile(r"是否|还是|是不是|有没有|吗")
 _A_YEAR = re.compile(r"(?:19|20)\d\d|[〇零一二三四五六七八九]{4}年|[今明去前后]年")
 
 
@@ -136,7 +136,7 @@ class Refuser:
         # often rewrites the question as one. Only a choice question (是否/还是/吗) is answered in its own words;
         # a follow-up's answer may stand in the earlier turn (排名第六 answered 那北部呢？ already).
         message = a.message or a.question
-        if citing.own_words(a.text, message) or _CHOICE.search(message):
+        if citing.own_words(a.text, message) or CHOICE_QUESTION.search(message):
             return ""
         return "echo: 0 words of the answer are not the question's"
 

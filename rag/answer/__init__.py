@@ -1,4 +1,5 @@
-"""The choose stage (``RAG_ANSWER_STAGE=choose``; ``stage.py``): the model chooses, the code copies, refusal is calibrated.
+"""The choose stage (``RAG_ANSWER_STAGE=choose``; ``stage.py``): the model chooses, the code copies, refusal
+is calibrated.
 
 1. ``select``: the candidate sentences are numbered; the model writes the numbers of those that answer, or 无,
    under a grammar that allows nothing else.
