@@ -27,7 +27,7 @@ def answer_sources(candidates: Sequence[Sentence], choice: Choice) -> list[Sente
 
 def answer_lead(choice: Choice, chosen: Sequence[Sentence]) -> str:
     """The assistant turn up to the answer: the model's choice, then the sentences to answer from
-    (``answer_sources``) copied by the code
-    (a 1.5B model answers better from the right few sentences than from all of them)."""
+    (``answer_sources``) copied by the code (a 1.5B model answers better from the right few sentences than
+    from all of them)."""
     return f"{CHOOSE}{choice.said}\n依据：{''.join(s.text for s in chosen)}\n回答："
 
