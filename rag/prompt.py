@@ -16,8 +16,8 @@ from rag.chunk import TITLE_LEVEL, heading
 from rag.embed import Embedder
 from rag.index import Index, lexical_tokens
 from rag.injection import addresses_assistant
-from rag.lang import CLAUSE, item_name, overlap
 from rag.lang import ORDINAL as _ORDINAL
+from rag.lang import item_name, overlap
 from rag.normalize import to_simplified
 from rag.types import Hit, Sentence
 
@@ -59,19 +59,6 @@ def evidence_only(sentences: Sequence[Sentence]) -> list[Sentence]:
     assistant."""
     unique = {(s.doc_id, s.text): s for s in sentences}.values()
     return [s for s in unique if not addresses_assistant(s.simplified)]
-
-
-def document_sentences(index: Index, doc_id: str) -> list[Sentence]:
-    """Every sentence of a document in reading order (split once at ingest)."""
-    return [s for group in index.sentences([c.chunk_id for c in index.chunks_of(doc_id)]) for s in group]
-
-
-def role_sentences(index: Index, doc_ids: Sequence[str], roles: Sequence[str]) -> list[Sentence]:
-    """Sentences of the documents that name one of ``roles`` (编辑, 校长): a who-question's answer stands next
-    to its role, often in a short byline («编辑:张慧敏») that passage retrieval misses."""
-    wanted = [to_simplified(r) for r in roles if r]
-    return evidence_only([s for d in doc_ids for s in document_sentences(index, d)
-                          if any(r in s.simplified for r in wanted)])
 
 
 def rank_sentences(sentences: Sequence[Sentence], question_simplified: str, query_vector: np.ndarray,
@@ -120,12 +107,18 @@ def render(templates: Templates, sentences: Sequence[Sentence], question: str,
     if listing:
         question += templates.list_hint
     lines: list[str] = []
+    shown = shown_titles(sentences, titles)
     for doc_id in dict.fromkeys(s.doc_id for s in sentences):
-        if titles.get(doc_id):
-            lines.append(f"《{titles[doc_id][:_TITLE_CHARS]}》")
+        if doc_id in shown:
+            lines.append(f"《{shown[doc_id]}》")
         lines.extend(f"[{i}] {s.text}" for i, s in enumerate(sentences, 1) if s.doc_id == doc_id)
     user = templates.user.format(passages="\n".join(lines), question=question)
     return [{"role": "system", "content": templates.system}, {"role": "user", "content": user}]
+
+
+def shown_titles(sentences: Sequence[Sentence], titles: dict[str, str]) -> dict[str, str]:
+    """The titles the model is shown above its documents' sentences (their start): a source too."""
+    return {d: titles[d][:_TITLE_CHARS] for d in dict.fromkeys(s.doc_id for s in sentences) if titles.get(d)}
 
 
 # --- list questions: the structure that holds the items ------------------------------------------------------
@@ -157,28 +150,6 @@ def enumerating(ranked: Sequence[Sentence], count: int) -> Sentence | None:
                 None)
 
 
-
-
-def lists_items(clause: str) -> bool:
-    """Three items or more joined by 、/和/；… (a list of two may run across a comma: 综高与县伊克塞动物医院,
-    天津市浩迪…, so shorter ones are never cut out of their sentence)."""
-    return len(_ITEM_SEPARATORS.findall(clause)) >= 2
-
-
-def focus(sentence: Sentence, terms: Sequence[str], weight: Callable[[str], float],
-          holds: Callable[[str], bool]) -> Sentence:
-    """The sentence as the model is shown it: when two of its clauses each hold what was asked for (``holds``:
-    a list, a figure), only the clause the question's ``terms`` (by weight) point at. A 1.5B model otherwise
-    answers with the first: the six parts of a mechanism for «哪些工作中的第一标准», 304场次教育实践活动 for
-    «多少场次…主题活动» when the sentence says 109场次…主题活动 first. Only the shown text narrows: citations
-    still come from the whole sentence."""
-    clauses = [m for m in CLAUSE.finditer(sentence.simplified) if holds(m.group())]
-    scores = [sum(weight(t) for t in terms if t in m.group()) for m in clauses]
-    order = sorted(range(len(clauses)), key=scores.__getitem__, reverse=True)
-    if len(clauses) < 2 or scores[order[0]] == scores[order[1]]:  # no clause is pointed at more than another
-        return sentence
-    best = clauses[order[0]]
-    return replace(sentence, text=sentence.text[best.start():best.end()], simplified=best.group())
 
 
 def counted_heading(index: Index, ranked: Sequence[Sentence], count: int) -> tuple[Sentence, list[Sentence]]:

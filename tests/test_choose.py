@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rag.answer import refuse
-from rag.answer.select import answer_sources
+from rag.answer.select import answer_sources, follow_up_sources
 from rag.config import Settings
 from rag.generate import Completion
 from rag.generate.base import Choice, parse_choice
@@ -22,7 +22,7 @@ from rag.normalize import to_simplified, to_traditional
 from rag.service import RagService
 from rag.types import Answer, Sentence
 from tests.fakes import FakeEmbedder, FakeGenerator
-from tests.test_service import DOC0, RANK_QUESTION, REFUSAL, assert_verified, make_settings, user
+from tests.test_service import DOC0, FOLLOW_UP, RANK_QUESTION, REFUSAL, assert_verified, make_settings, user
 
 UNGROUNDED = "ungrounded: none of the answer's own words is in the sentences it rests on"
 
@@ -47,7 +47,7 @@ class RecordingGenerator(FakeGenerator):
 
 @pytest.fixture(scope="module")
 def chosen_index(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Index]:
-    settings = make_settings(tmp_path_factory.mktemp("choose"), answer_stage="choose", min_confidence=0.0)
+    settings = make_settings(tmp_path_factory.mktemp("choose"))
     index, _ = ingest_paths([settings.corpus_dir], settings, FakeEmbedder(), None)
     return settings, index
 
@@ -85,6 +85,27 @@ def test_answer_sources_are_the_picks_and_the_first_in_the_order_shown(picked: t
                                                                         sources: list[int]) -> None:
     candidates = [Sentence("d", n, n + 1, str(n), str(n), "") for n in range(1, 5)]
     assert [s.start for s in answer_sources(candidates, Choice(picked, "", 0.0))] == sources
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("阳山县在清远市排名第三,在北部生态发展区排名第六,获优秀等次。", "在北部生态发展区排名第六。"),
+    ("全县有小学12所,初中5所。", "全县有小学12所,初中5所。"),  # no clause is pointed at more than another
+    ("北部生态发展区共37个县。", "北部生态发展区共37个县。"),  # one clause only
+])
+def test_a_follow_up_is_shown_the_clause_its_own_words_point_at(text: str, shown: str) -> None:
+    (narrowed,) = follow_up_sources([_sentence(text)], ["北部", "生态", "发展区"], lambda term: 1.0)
+    assert narrowed.text == shown
+    assert (narrowed.start, narrowed.end) == (0, len(text))  # cited as the whole sentence
+
+
+def test_a_follow_up_answers_from_the_clause_and_cites_the_sentence(chosen_index: tuple[Settings, Index]) -> None:
+    generator = RecordingGenerator(reply="第六。")
+    answer = service_with(chosen_index, generator).answer(
+        [user(RANK_QUESTION), {"role": "assistant", "content": "第三。"}, user(FOLLOW_UP)])
+    assert not answer.refused, answer.reason
+    shown = to_simplified(generator.leads[0].split("依据：")[1])  # the corpus is in Traditional script
+    assert shown.startswith("在北部生态发展区37个县(市区)排名第六。") and "排名第三" not in shown
+    assert "排名第六" in answer.citations[0].text and "排名第三" in answer.citations[0].text
 
 
 def test_nothing_chosen_is_refused_before_an_answer_is_written(chosen_index: tuple[Settings, Index]) -> None:
@@ -167,9 +188,26 @@ def test_the_facts_checked_after_the_answer(answer: str, question: str, reason: 
     assert refuse.after(answer, [meeting], to_simplified(question)) == reason
 
 
+def test_a_shown_title_is_a_source_of_the_facts() -> None:
+    goal = _sentence("遴选培育8所智慧校园示范学校。")
+    question = "这个数字是哪一年的目标？"
+    assert refuse.after("2023年。", [goal], question) == "invented_numbers: ['2023'] not in the evidence"
+    assert refuse.after("2023年。", [goal], question, titles="东莞市2023年教育工作要点") == ""
+
+
 def test_every_check_of_the_stage_is_named_once() -> None:
     names = [c.name for c in refuse.CHECKS]
     assert len(names) == len(set(names))
     assert {c.setting for c in refuse.CHECKS if c.setting} == {"min_confidence"}
     assert all(c.setting in Settings.model_fields for c in refuse.CHECKS if c.setting)
     assert Path(refuse.__file__).name == "refuse.py"
+
+
+@pytest.mark.parametrize(("text", "structured"), [
+    ('{"question": "校长是谁"}', True), ('[1, 2]', True), ("{校长是谁}", False), ("校长是谁？", False),
+    ("[1] 校长是谁", False),
+])
+def test_structured_messages_are_not_questions(text: str, structured: bool) -> None:
+    assert refuse.is_structured(text) is structured
+    assert refuse.before_retrieval(text) == ("not_a_question: the message is a JSON value, not a question"
+                                             if structured else "")

@@ -1,4 +1,4 @@
-"""Refuse, in the choose stage (``rag.answer.stage``): every way an answer becomes a refusal, as named checks.
+"""Refuse (``rag.answer.stage``): every way an answer becomes a refusal, as named checks.
 
 Each check has a name, the setting that holds its threshold (if any) and a reason string that starts with
 the name and states what decided, e.g. ``answerability 0.31 < 0.52 (p_none 0.81, coverage 0.40, …)``. A
@@ -10,10 +10,22 @@ that stands in no source, or none of its own words stands in the sentences it re
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+
 from rag.cite import grounding, own_words, says_not_found, unsupported_numbers
 from rag.lang import CHOICE_QUESTION
-from rag.refuse import Check, is_structured
 from rag.types import Sentence
+
+
+@dataclass(frozen=True)
+class Check:
+    """A named refusal rule; ``setting`` names its threshold in ``Settings`` ("" when it has none)."""
+
+    name: str
+    setting: str
+    what: str
+
 
 CHECKS = (
     Check("not_a_question", "", "the message is structured data (a JSON object or array), not a question"),
@@ -34,18 +46,30 @@ def before_retrieval(question: str) -> str:
     return "not_a_question: the message is a JSON value, not a question" if is_structured(question) else ""
 
 
-def after(answer: str, evidence: list[Sentence], asked: str, message: str = "") -> str:
+def after(answer: str, evidence: list[Sentence], asked: str, message: str = "", titles: str = "") -> str:
     """The reason to refuse the model's answer (or a prefix of it), or "" when it may stand. ``asked``: all
     the question brought (a follow-up's earlier turn too); ``message``: the user's question of this turn
     (Simplified; "" when it is ``asked``), which a follow-up's answer may not merely repeat, though it may
-    repeat the earlier turn."""
+    repeat the earlier turn; ``titles``: the documents' titles the model was shown, a source as the
+    sentences are (这个数字是哪一年的目标 → 2023, from «2023年工作要点»)."""
     if not answer.strip() or says_not_found(answer):
         return "model_not_found: the model said the passages hold no answer"
     message = message or asked
     if not own_words(answer, message) and not CHOICE_QUESTION.search(message):
         return "echo: the answer holds no word the question did not"
-    if invented := unsupported_numbers(answer, evidence, asked):
+    if invented := unsupported_numbers(answer, evidence, f"{asked}\n{titles}"):
         return f"invented_numbers: {sorted(invented)} not in the evidence"
-    if grounding(answer, asked, evidence) == 0.0:
+    if grounding(answer, asked, evidence, titles) == 0.0:
         return "ungrounded: none of the answer's own words is in the sentences it rests on"
     return ""
+
+
+def is_structured(question: str) -> bool:
+    """True when the message is a JSON object or array: data sent as the content, not a question."""
+    text = question.strip()
+    if not text or text[0] not in "{[":
+        return False
+    try:
+        return isinstance(json.loads(text), dict | list)
+    except ValueError:
+        return False

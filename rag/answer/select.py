@@ -1,20 +1,15 @@
-"""Select: the system prompt of the choose stage, and the leads the code writes into its answer turn."""
+"""Select: the leads the code writes into the answer turn, and the sentences the answer is written from."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from rag.generate.base import Choice
+from rag.lang import CLAUSE
 from rag.types import Sentence
 
 CHOOSE = "句子："
-SYSTEM_FILE = "choose.txt"
-
-
-def load_system(prompts_dir: Path) -> str:
-    """The fixed system prompt of the choose stage: the two steps and three made-up examples."""
-    return (prompts_dir / SYSTEM_FILE).read_text("utf-8").strip()
 
 
 def answer_sources(candidates: Sequence[Sentence], choice: Choice) -> list[Sentence]:
@@ -31,3 +26,23 @@ def answer_lead(choice: Choice, chosen: Sequence[Sentence]) -> str:
     from all of them)."""
     return f"{CHOOSE}{choice.said}\n依据：{''.join(s.text for s in chosen)}\n回答："
 
+
+
+def follow_up_sources(sources: Sequence[Sentence], terms: Sequence[str],
+                      weight: Callable[[str], float]) -> list[Sentence]:
+    """A follow-up's sentences to answer from as the model is shown them: each narrowed to the clause its own
+    words (``terms``, by ``weight``) point at more than at any other, closed with 。. The sentence often holds
+    the earlier turn's answer too (…排名第三,在北部生态发展区…排名第六), and the 1.5B model then answers both
+    or the earlier one: on the gold ``dev`` follow-ups, 13 of 14 right and to the point with the clause, 11 with
+    the whole sentence. Citations still come from the whole sentence."""
+    return [_pointed_clause(s, terms, weight) for s in sources]
+
+
+def _pointed_clause(sentence: Sentence, terms: Sequence[str], weight: Callable[[str], float]) -> Sentence:
+    clauses = list(CLAUSE.finditer(sentence.simplified))
+    scores = [sum(weight(t) for t in terms if t in m.group()) for m in clauses]
+    order = sorted(range(len(clauses)), key=scores.__getitem__, reverse=True)
+    if len(clauses) < 2 or scores[order[0]] == scores[order[1]]:  # no clause is pointed at more than another
+        return sentence
+    best = clauses[order[0]]
+    return replace(sentence, text=sentence.text[best.start():best.end()] + "。", simplified=best.group() + "。")

@@ -19,7 +19,7 @@ from rag import listing
 from rag import prompt as prompting
 from rag.answer import refuse
 from rag.answer.answerability import Answerability, Signals
-from rag.answer.select import CHOOSE, answer_lead, answer_sources, load_system
+from rag.answer.select import CHOOSE, answer_lead, answer_sources, follow_up_sources
 from rag.answer.verify import StreamVerifier, Verdict, released, with_pages
 from rag.config import Settings
 from rag.embed import CachedEmbedder, Embedder
@@ -75,15 +75,16 @@ class Turn:
     analysis: Question | None = None
     coverage: float = 0.0
     best_dense: float = 0.0
+    follow_up: bool = False  # the question leans on an earlier turn, which ``asked`` then holds too
+    titles: str = ""  # Simplified: the titles shown above the candidates
 
 
 class ChooseStage:
-    """The stage with its fitted answerability model and its system prompt (``prompts/choose.txt``)."""
+    """The stage with its fitted answerability model (its prompt is ``prompts/system.txt``)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.answerability = Answerability.load()
-        self.system = load_system(settings.prompts_dir)
 
     def stream(self, host: Host, messages: Sequence[dict[str, str]], max_tokens: int | None = None,
                temperature: float | None = None) -> Iterator[str | Answer]:
@@ -110,7 +111,9 @@ class ChooseStage:
             verifier = StreamVerifier(lambda text: self._verdict(text, turn, evidence), turn.traditional,
                                       _completer(turn, evidence) if turn.intent.kind == "list" else None,
                                       hold=True)
-            deltas = host.generator.stream_on(turn.chat, answer_lead(choice, sources),
+            shown = follow_up_sources(sources, prompting.content_terms(to_simplified(turn.question)),
+                                      turn.index.word_weight) if turn.follow_up else sources
+            deltas = host.generator.stream_on(turn.chat, answer_lead(choice, shown),
                                               max_tokens or self.settings.max_tokens,
                                               self.settings.temperature if temperature is None else temperature)
             completion = yield from released(deltas, verifier, timings, started)
@@ -151,10 +154,10 @@ class ChooseStage:
         if not candidates:
             return Turn(text, question.traditional, index, [], [], "nothing_found: no sentence was retrieved",
                         asked_s, intent, analysis=question)
-        body = prompting.render(host.templates, candidates, asked, titles, listing=intent.kind == "list")[-1]
-        chat = [{"role": "system", "content": self.system}, body]
+        chat = prompting.render(host.templates, candidates, asked, titles, listing=intent.kind == "list")
         return Turn(text, question.traditional, index, candidates, chat, "", asked_s, intent, tuple(items), question,
-                    evidence.coverage, evidence.best_dense)
+                    evidence.coverage, evidence.best_dense, asked != text,
+                    to_simplified("\n".join(prompting.shown_titles(candidates, titles).values())))
 
     def _candidates(self, index: Index, ranked: list[Sentence], intent: Intent, terms: Sequence[str],
                     asked: str) -> tuple[list[Sentence], list[Sentence]]:
@@ -211,7 +214,7 @@ class ChooseStage:
         against every sentence the model was shown; its citations are the sentences it was written from that
         support it, else the shown ones that do, else the ones it was written from."""
         shown = [*evidence, *(s for s in turn.candidates if s not in evidence)]
-        if reason := refuse.after(text, shown, turn.asked, to_simplified(turn.question)):
+        if reason := refuse.after(text, shown, turn.asked, to_simplified(turn.question), turn.titles):
             return Verdict(reason)
         collective, sources = turn.intent.kind == "list", turn.index.sources
         citations = citing.cite(text, evidence, sources, question=turn.asked, collective=collective) or \
