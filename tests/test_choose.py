@@ -1,4 +1,4 @@
-"""Tests for the choose stage (``RAG_ANSWER_STAGE=choose``, ``rag.answer``): the model chooses numbered
+"""Tests for the answer stage (``rag.answer``): the model chooses numbered
 sentences, a fitted model may refuse, the answer is written from the chosen sentences and checked for facts.
 The fake generator (``tests.fakes``) chooses the sentences sharing the most pairs of characters with the
 question, else 无; the stage itself is the real code."""

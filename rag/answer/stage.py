@@ -1,4 +1,4 @@
-"""The choose stage (``RAG_ANSWER_STAGE=choose``): the model chooses, the code copies, refusal is calibrated.
+"""The answer stage: the model chooses, the code copies, refusal is calibrated.
 
 Retrieval is the service's; then the candidate sentences are numbered, the model writes the numbers of those
 that answer (or 无) under a grammar, the same turn goes on to a short answer from the chosen sentences and the
