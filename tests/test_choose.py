@@ -15,7 +15,7 @@ from rag.answer.select import answer_sources, follow_up_sources
 from rag.config import Settings
 from rag.generate import Completion
 from rag.generate.base import Choice, parse_choice
-from rag.generate.openai import _after_answer_mark, _may_repeat_turn
+from rag.generate.openai import _after_answer_mark, _answer_after, _may_repeat_turn
 from rag.index import Index
 from rag.ingest import ingest_paths
 from rag.normalize import to_simplified, to_traditional
@@ -168,6 +168,14 @@ def test_parse_choice(said: str, options: int, picked: tuple[int, ...], p_none: 
 def test_a_chat_server_that_repeats_the_turn_is_cut_to_its_answer() -> None:
     assert _may_repeat_turn("句") and _may_repeat_turn("句子：2\n依据") and not _may_repeat_turn("排名第三")
     assert _after_answer_mark("句子：2\n依据：…\n回答：排名第三。") == "排名第三。"
+
+
+def test_a_chat_server_is_asked_for_the_answer_alone_after_the_turn_so_far() -> None:
+    # Asked to go on from 句子：…依据：…回答：, llama-cpp-python's server wrote the lead again and stopped.
+    system, user_turn = {"role": "system", "content": "S"}, {"role": "user", "content": "资料…问题：Q"}
+    asked = _answer_after([system, user_turn], "句子：2\n依据：排名第三。\n回答：")
+    expected = "资料…问题：Q\n句子：2\n依据：排名第三。\n请只写出简短的回答："
+    assert asked == [system, {"role": "user", "content": expected}]
 
 
 def _sentence(text: str) -> Sentence:

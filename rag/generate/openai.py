@@ -88,7 +88,7 @@ class OpenAIGenerator:
         """The answer asked for in a new turn that holds the lead (a chat server cannot continue one). The
         model may write the whole turn again (句子：…回答：…): what comes before its 回答： is dropped."""
         held, passing = "", False
-        for item in self.stream(_leading(messages, lead), max_tokens, temperature):
+        for item in self.stream(_answer_after(messages, lead), max_tokens, temperature):
             if isinstance(item, Completion):
                 text = _after_answer_mark(held) if not passing else held
                 yield Completion(text, item.prompt_tokens, item.completion_tokens)
@@ -166,6 +166,14 @@ def _leading(messages: Sequence[Message], lead: str) -> list[Message]:
     """The messages with the assistant's turn so far (``lead``) written at the end of the user's, to go on from."""
     *earlier, last = messages
     return [*earlier, {"role": last["role"], "content": f"{last['content']}\n请接着写：\n{lead}"}]
+
+
+def _answer_after(messages: Sequence[Message], lead: str) -> list[Message]:
+    """The messages asking for the answer alone after the turn so far (``lead``, up to 回答：): asked to go on
+    from the lead, a chat model tends to write the lead again and stop before its answer."""
+    *earlier, last = messages
+    done = lead.removesuffix(_ANSWER_MARK).rstrip()
+    return [*earlier, {"role": last["role"], "content": f"{last['content']}\n{done}\n请只写出简短的{_ANSWER_MARK}"}]
 
 
 def _json(text: str, url: str) -> dict[str, Any]:
