@@ -107,18 +107,12 @@ def render(templates: Templates, sentences: Sequence[Sentence], question: str,
     if listing:
         question += templates.list_hint
     lines: list[str] = []
-    shown = shown_titles(sentences, titles)
     for doc_id in dict.fromkeys(s.doc_id for s in sentences):
-        if doc_id in shown:
-            lines.append(f"《{shown[doc_id]}》")
+        if titles.get(doc_id):
+            lines.append(f"《{titles[doc_id][:_TITLE_CHARS]}》")
         lines.extend(f"[{i}] {s.text}" for i, s in enumerate(sentences, 1) if s.doc_id == doc_id)
     user = templates.user.format(passages="\n".join(lines), question=question)
     return [{"role": "system", "content": templates.system}, {"role": "user", "content": user}]
-
-
-def shown_titles(sentences: Sequence[Sentence], titles: dict[str, str]) -> dict[str, str]:
-    """The titles the model is shown above its documents' sentences (their start): a source too."""
-    return {d: titles[d][:_TITLE_CHARS] for d in dict.fromkeys(s.doc_id for s in sentences) if titles.get(d)}
 
 
 # --- list questions: the structure that holds the items ------------------------------------------------------

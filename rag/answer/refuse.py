@@ -46,20 +46,19 @@ def before_retrieval(question: str) -> str:
     return "not_a_question: the message is a JSON value, not a question" if is_structured(question) else ""
 
 
-def after(answer: str, evidence: list[Sentence], asked: str, message: str = "", titles: str = "") -> str:
+def after(answer: str, evidence: list[Sentence], asked: str, message: str = "") -> str:
     """The reason to refuse the model's answer (or a prefix of it), or "" when it may stand. ``asked``: all
     the question brought (a follow-up's earlier turn too); ``message``: the user's question of this turn
     (Simplified; "" when it is ``asked``), which a follow-up's answer may not merely repeat, though it may
-    repeat the earlier turn; ``titles``: the documents' titles the model was shown, a source as the
-    sentences are (这个数字是哪一年的目标 → 2023, from «2023年工作要点»)."""
+    repeat the earlier turn."""
     if not answer.strip() or says_not_found(answer):
         return "model_not_found: the model said the passages hold no answer"
     message = message or asked
     if not own_words(answer, message) and not CHOICE_QUESTION.search(message):
         return "echo: the answer holds no word the question did not"
-    if invented := unsupported_numbers(answer, evidence, f"{asked}\n{titles}"):
+    if invented := unsupported_numbers(answer, evidence, asked):
         return f"invented_numbers: {sorted(invented)} not in the evidence"
-    if grounding(answer, asked, evidence, titles) == 0.0:
+    if grounding(answer, asked, evidence) == 0.0:
         return "ungrounded: none of the answer's own words is in the sentences it rests on"
     return ""
 

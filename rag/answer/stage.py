@@ -76,7 +76,6 @@ class Turn:
     coverage: float = 0.0
     best_dense: float = 0.0
     follow_up: bool = False  # the question leans on an earlier turn, which ``asked`` then holds too
-    titles: str = ""  # Simplified: the titles shown above the candidates
 
 
 class ChooseStage:
@@ -156,8 +155,7 @@ class ChooseStage:
                         asked_s, intent, analysis=question)
         chat = prompting.render(host.templates, candidates, asked, titles, listing=intent.kind == "list")
         return Turn(text, question.traditional, index, candidates, chat, "", asked_s, intent, tuple(items), question,
-                    evidence.coverage, evidence.best_dense, asked != text,
-                    to_simplified("\n".join(prompting.shown_titles(candidates, titles).values())))
+                    evidence.coverage, evidence.best_dense, asked != text)
 
     def _candidates(self, index: Index, ranked: list[Sentence], intent: Intent, terms: Sequence[str],
                     asked: str) -> tuple[list[Sentence], list[Sentence]]:
@@ -214,7 +212,7 @@ class ChooseStage:
         against every sentence the model was shown; its citations are the sentences it was written from that
         support it, else the shown ones that do, else the ones it was written from."""
         shown = [*evidence, *(s for s in turn.candidates if s not in evidence)]
-        if reason := refuse.after(text, shown, turn.asked, to_simplified(turn.question), turn.titles):
+        if reason := refuse.after(text, shown, turn.asked, to_simplified(turn.question)):
             return Verdict(reason)
         collective, sources = turn.intent.kind == "list", turn.index.sources
         citations = citing.cite(text, evidence, sources, question=turn.asked, collective=collective) or \
