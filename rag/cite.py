@@ -4,7 +4,8 @@ and judge whether the answer is supported at all (evidence for refusal beyond th
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from functools import lru_cache
 
 from rag.index import lexical_tokens
 from rag.lang import overlap
@@ -70,6 +71,27 @@ _UNIT = {u: group for group in _UNIT_GROUPS for u in group}
 _FIGURE = re.compile(r"(第?)(\d+(?:\.\d+)?|[零〇一二两三四五六七八九十百千]+)([万亿]?)(.?)")
 
 
+def _figures(text_simplified: str) -> Iterator[tuple[str, str, bool, str]]:
+    """Each number of the text: its value, its unit group ("" when no unit follows), whether it is an
+    ordinal (第3), and how it is written."""
+    for m in _FIGURE.finditer(text_simplified):
+        value = m.group(2) if m.group(2)[0].isdigit() else _cn_to_int(m.group(2))
+        if value is not None:
+            yield f"{value}{m.group(3)}", _UNIT.get(m.group(4), ""), bool(m.group(1)), m.group(0)
+
+
+def miscounted(answer: str, evidence: Sequence[Sentence], question: str = "") -> set[str]:
+    """Figures of the answer whose number the evidence holds only counting something else: 47分 when the
+    evidence says 47次. A number the evidence also writes without a unit, or with the same one, passes, and so
+    does 个, which counts anything."""
+    seen: dict[str, set[str]] = {}
+    for text in (to_simplified(question), *(s.simplified for s in evidence)):
+        for value, unit, _, _ in _figures(text):
+            seen.setdefault(value, set()).add(unit)
+    return {written for value, unit, ordinal, written in _figures(to_simplified(answer))
+            if unit not in ("", "个") and not ordinal and value in seen and not seen[value] & {unit, ""}}
+
+
 def grounding(answer: str, question: str, evidence: Sequence[Sentence], context: str = "") -> float:
     """Share of the answer's own words (those the question did not bring) found in the evidence.
 
@@ -105,6 +127,10 @@ def own_words(answer: str, question: str) -> list[str]:
     asked = set(lexical_tokens(to_simplified(question)))
     return [t for t in dict.fromkeys(lexical_tokens(to_simplified(answer)))
             if t not in asked and not (len(t) == 2 and _JOINERS.intersection(t))]
+
+
+def has_quantity(answer: str) -> bool:
+    return bool(_QUANTITY_ANSWER.search(to_simplified(answer)))
 
 
 def support(answer_simplified: str, sentence: Sentence, question_simplified: str = "") -> float:
@@ -150,3 +176,30 @@ _TITLED = re.compile(r"(?:记者|编辑|通讯员|作者|主持人|摄影|校长
                      r"(?=$|[\s,，。、;；:：]|出席|主持|讲话|作|在|指出|强调|表示|要求|参加|介绍|同志)")
 _ROLE_WINDOW = 8
 _CLAUSE_END = re.compile(r"[。！？；;!?\n]")
+
+
+@lru_cache(maxsize=4096)
+def names_in(text_simplified: str) -> frozenset[str]:
+    """People's names in a text: words jieba tags as person names, and names right after a title."""
+    import jieba.posseg as pseg  # heavy dictionary: load on first use
+
+    found = {w for w, flag in pseg.lcut(text_simplified) if flag.startswith("nr") and 2 <= len(w) <= 4}
+    return frozenset(found | set(_TITLED.findall(text_simplified)))
+
+
+def person_names(answer: str, evidence: Sequence[Sentence]) -> set[str]:
+    """Names of people found in the evidence that the answer gives."""
+    answer_s = to_simplified(answer)
+    return {n for s in evidence for n in names_in(s.simplified) if n in answer_s}
+
+
+def holds_role(name: str, role: str, evidence: Sequence[Sentence]) -> bool:
+    """True when some evidence sentence names ``name`` next to ``role`` (局长高凯, 郎冬岩主持, 记者:段灿)."""
+    role = to_simplified(role)
+    for s in evidence:
+        for m in re.finditer(re.escape(name), s.simplified):
+            before = _CLAUSE_END.split(s.simplified[max(0, m.start() - _ROLE_WINDOW):m.start()])[-1]
+            after = _CLAUSE_END.split(s.simplified[m.end():m.end() + _ROLE_WINDOW // 2])[0]
+            if role in before or role in after:
+                return True
+    return False

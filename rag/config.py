@@ -97,13 +97,27 @@ class Settings(BaseSettings):
     # --- answering ------------------------------------------------------------------------------------
     context_chunks: int = Field(4, ge=1, le=20, description="Retrieved chunks whose sentences compete "
                                 "for the prompt.")
+    context_max_chars: int = Field(240, ge=40, le=4000, description="Budget of passage characters sent "
+                                   "to the model (prompt size is the main cost).")
+    context_sentences: int = Field(4, ge=1, le=50, description="Most sentences sent to the model.")
     list_max_chars: int = Field(400, ge=40, le=4000, description="Budget of passage characters for a list "
                                 "question: the announcing sentence and the sentences or headings holding the items.")
     list_sentences: int = Field(10, ge=1, le=50, description="Most sentences sent to the model for a list question.")
-    choose_max_chars: int = Field(600, ge=40, le=4000, description="Budget of candidate sentence "
-                                  "characters the model chooses from.")
-    choose_sentences: int = Field(12, ge=1, le=50, description="Most candidate sentences.")
-    min_confidence: float | None = Field(None, ge=0, le=1, description="Answer only when the "
+    min_coverage: float = Field(0.5, ge=0, le=1, description="Refuse when less of the question's content "
+                                "is found in the evidence than this.")
+    min_grounding: float = Field(0.5, ge=0, le=1, description="Refuse an answer when less of its own terms "
+                                 "(those not in the question) are found in the evidence than this.")
+    min_dense_score: float = Field(0.80, ge=-1, le=1, description="Refuse when the best passage is less "
+                                   "similar to the question than this.")
+    answer_stage: Literal["rules", "choose"] = Field("rules", description="`rules`: the model writes from the "
+                                                     "few best sentences and named checks may refuse; `choose`: "
+                                                     "the model chooses numbered sentences under a grammar, a "
+                                                     "fitted answerability model decides whether to answer "
+                                                     "(docs/how-it-works.md).")
+    choose_max_chars: int = Field(600, ge=40, le=4000, description="`choose` stage: budget of candidate "
+                                  "sentence characters the model chooses from.")
+    choose_sentences: int = Field(12, ge=1, le=50, description="`choose` stage: most candidate sentences.")
+    min_confidence: float | None = Field(None, ge=0, le=1, description="`choose` stage: answer only when the "
                                          "fitted answerability probability reaches this; unset: the fitted "
                                          "threshold (eval/answerability.json); 0: whenever a sentence was chosen.")
     max_tokens: int = Field(80, ge=1, le=2048, description="Default answer length limit, in tokens.")

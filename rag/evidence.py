@@ -30,6 +30,10 @@ class Evidence:
     by_doc: tuple[tuple[str, float], ...] = ()
     musts: tuple[str, ...] = ()
 
+    def covering(self, threshold: float) -> set[str]:
+        """Documents that cover the question at least to ``threshold``."""
+        return {doc for doc, score in self.by_doc if score >= threshold}
+
 
 def held(weights: dict[str, float], text: str) -> tuple[float, tuple[str, ...]]:
     """The share of the words' total weight that ``text`` contains, and the words it misses: the one notion

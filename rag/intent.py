@@ -1,12 +1,17 @@
-"""Intent: whether a question asks for a list of items (and how many), read from its wording once, before
-retrieval. A list question gets the sentences or headings that hold every item, and its answer is completed
-from them (``rag.listing``).
+"""Intent: what kind of answer a question asks for — a list of items (and how many), a person, a place,
+an organisation, a year, a quantity — read from its wording once, before retrieval.
+
+The kind steers the prompt (a list question gets the sentences or headings that hold every item), the
+refusal checks (a who-question must be answered by a person's name in the evidence, standing in the role
+asked) and the evaluation's per-type report.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from rag.lang import asks_quantity
 
 _NUMERAL = "一二三四五六七八九十两"
 _CN_VALUE = {c: i for i, c in enumerate("零一二三四五六七八九十", 0)} | {"两": 2}
@@ -17,15 +22,37 @@ _COUNTED_WHICH = re.compile(rf"哪[“\"「『]?([{_NUMERAL.replace('一', '')}]
 # “五学” / 这三所学校 / 六个方面: a number before the noun names how many items the answer holds.
 _COUNTED_NOUN = re.compile(rf"([{_NUMERAL}]|\d+)(?:[{_COUNTER}]|位一体)")
 _LIST_WORDS = re.compile(r"哪几|哪些|列出|列举|有哪|包括哪|包含哪|分别是什么|分别有")
+_PERSON = re.compile(r"谁")
+_PLACE = re.compile(r"哪个地方|哪里|哪儿|在哪(?![一天年月日])|何地|什么地方|哪个(?:县|市|区|镇|省|乡|村|地区|城市)")
+_ORG = re.compile(r"哪所|哪家|哪个(?:部门|单位|学校|机构|组织|高校|企业|公司)|哪两家|什么部门|什么单位")
+_NAME = re.compile(r"叫什么|什么名字|名称是什么|什么称号")
+_YEAR = re.compile(r"哪一?年(?!级)|什么年份|何年")
+# "…的校长是谁" → 校长; "由谁主持" → 主持.
+_ROLE_BEFORE = re.compile(r"([\u4e00-\u9fff]+?)(?:分别|又|都)?是谁")
+_ROLE_AFTER = re.compile(r"谁(?:来|在)?([\u4e00-\u9fff]{2})")
+_ROLE_SPLIT = re.compile(r"[、和与及,，]")
+_ASKS_FIGURE = re.compile(r"多少|几")
+_EACH = re.compile(r"各|分别")
 
 
 @dataclass(frozen=True)
 class Intent:
-    """What the question asks for: a list (``count``: how many items it names, 0 when it names none) or
-    something else."""
+    """What the question asks for. ``count`` is the number of items a list question names (0: unknown);
+    ``roles`` are the roles a who-question asks about (校长, 主持)."""
 
-    kind: str = "other"  # list | other
+    kind: str = "other"  # list | person | place | org | name | year | quantity | other
+    quantity: bool = False
     count: int = 0
+    roles: tuple[str, ...] = ()
+
+    @property
+    def entity(self) -> bool:
+        """The answer is a thing the question lacks (a name, a place, a body): its words are not in it."""
+        return self.kind in ("person", "place", "org", "name")
+
+    @property
+    def role(self) -> str:
+        return self.roles[-1] if self.roles else ""
 
 
 def numeral(text: str) -> int:
@@ -43,10 +70,31 @@ def numeral(text: str) -> int:
 def intent_of(question_simplified: str) -> Intent:
     """The kind of answer ``question_simplified`` asks for."""
     q = question_simplified
+    quantity = asks_quantity(q)
     # 哪几个方面 asks for the items, not for how many.
     if counted := _COUNTED_WHICH.search(q):
-        return Intent("list", numeral(counted.group(1)))
+        return Intent("list", "多少" in q, numeral(counted.group(1)))
     if _LIST_WORDS.search(q):
         noun = _COUNTED_NOUN.search(q)
-        return Intent("list", numeral(noun.group(1)) if noun else 0)
-    return Intent()
+        return Intent("list", "多少" in q, numeral(noun.group(1)) if noun else 0)
+    if _PERSON.search(q):
+        return Intent("person", quantity, roles=_roles(q))
+    for kind, pattern in (("place", _PLACE), ("org", _ORG), ("name", _NAME), ("year", _YEAR)):
+        if pattern.search(q):
+            return Intent(kind, quantity)
+    return Intent("quantity" if quantity else "other", quantity)
+
+
+def one_figure(question_simplified: str) -> bool:
+    """True when the question asks for one figure: one 多少/几, and no 各/分别 (一本和二本各有多少人)."""
+    q = question_simplified
+    return asks_quantity(q) and len(_ASKS_FIGURE.findall(q)) == 1 and not _EACH.search(q)
+
+
+def _roles(q: str) -> tuple[str, ...]:
+    if m := _ROLE_BEFORE.search(q):
+        asked = m.group(1).rsplit("的", 1)[-1]
+        return tuple(p if len(p) <= 4 else p[-2:] for p in _ROLE_SPLIT.split(asked) if p)
+    if m := _ROLE_AFTER.search(q):
+        return (m.group(1),)
+    return ()

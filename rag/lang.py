@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 
 from rag.chunk import HEADINGS
+from rag.normalize import to_simplified
 
 # One clause: the text between clause and sentence punctuation.
 CLAUSE = re.compile(r"[^，,；;：:。！？!?]+")
@@ -14,6 +15,7 @@ CLAUSE = re.compile(r"[^，,；;：:。！？!?]+")
 # A question answered yes or no, or by picking one of its own options: its answer may use only its words.
 CHOICE_QUESTION = re.compile(r"是否|还是|是不是|有没有|吗")
 ORDINAL = re.compile(r"^(?:[一二三四五六七八九十]+是|首先|其次|再次|最后|第[一二三四五六七八九十]+[,，、是])")
+_QUANTITY_QUESTION = re.compile(r"多少|几[个名所项位次年月日天人家条种类岁倍处批届期]")
 
 
 def overlap(terms: Sequence[str], text_simplified: str, weights: Sequence[float] | None = None) -> float:
@@ -22,6 +24,11 @@ def overlap(terms: Sequence[str], text_simplified: str, weights: Sequence[float]
         return 0.0
     weights = weights or [1.0] * len(terms)
     return sum(w for t, w in zip(terms, weights, strict=True) if t in text_simplified) / sum(weights)
+
+
+def asks_quantity(question: str) -> bool:
+    """多少… / 几个… questions: their answer must hold a number."""
+    return bool(_QUANTITY_QUESTION.search(to_simplified(question)))
 
 
 def unnumbered(text: str) -> str:

@@ -1,18 +1,24 @@
-"""The question-answering service: retrieve → choose → answer → cite, plus live document management.
+"""The question-answering service: retrieve → prompt → generate → cite, plus live document management.
 
-The answer stage is ``rag.answer``: the model chooses numbered candidate sentences, writes a short answer
-from them, and a fitted answerability model, with checks of fact (a number no source holds), decides whether
-the answer is sent or the service says it found nothing.
+Refusal rests on evidence, not only on the model's word: before generation the question's content terms
+(weighted by rarity) must be found in a retrieved passage or its document, and the best passage must be
+similar enough; after generation, an answer with invented numbers or no supporting sentence is refused.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from functools import cached_property
 
+from rag import cite as citing
+from rag import listing
 from rag import prompt as prompting
 from rag.answer.stage import ChooseStage
+from rag.answer.verify import StreamVerifier, Verdict, released, with_pages
 from rag.config import Settings
 from rag.embed import CachedEmbedder, Embedder
 from rag.errors import IndexOutdated, InvalidRequest, NotFound, NotReady
@@ -20,11 +26,13 @@ from rag.evidence import EvidenceJudge
 from rag.generate import GenerationSlots, Generator
 from rag.index import DocRecord, Index
 from rag.ingest import open_index
-from rag.normalize import to_simplified
+from rag.intent import Intent, intent_of, one_figure
+from rag.normalize import is_traditional, to_simplified, to_traditional
 from rag.parts import Parts
-from rag.question import analyse
+from rag.question import Question, analyse
+from rag.refuse import Answered, Refuser
 from rag.retrieve import RetrievalConfig, search
-from rag.types import Answer, Hit
+from rag.types import Answer, Hit, Sentence
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +47,40 @@ _FOLLOW_UP_CHARS = 8
 # the item or figure it points at is what the sought sentence is about.
 _POINTS_AT_ANSWER = re.compile(rf"^(?:它|其(?!他))|{_POINTER}")
 _SAID_CHARS = 80
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What ``prepare`` decided: a refusal reason, or the sentences and chat messages for the model."""
+
+    question: str
+    traditional: bool
+    index: Index
+    hits: list[Hit]
+    chosen: list[Sentence]
+    chat: list[dict[str, str]]
+    refusal: str
+    titles: str = ""  # the covering documents' titles, Simplified
+    analysis: Question | None = None
+    intent: Intent = Intent()
+    items: tuple[Sentence, ...] = ()  # a list question's item sentences, when a structure holds them
+    asked: str = ""  # the question as the model is asked it: a follow-up with the turn it leans on
+    shown: tuple[Sentence, ...] = ()  # the sentences as the model is shown them (a focused one narrowed)
+
+    @cached_property
+    def asked_simplified(self) -> str:
+        """What the question brought to the answer, Simplified: the words (and figures) an answer may repeat
+        without saying anything. A follow-up's retrieval query holds the earlier question, and the prompt also
+        the earlier answer."""
+        query = self.analysis.simplified if self.analysis else ""
+        return "\n".join(dict.fromkeys(p for p in (query, to_simplified(self.asked or self.question)) if p))
+
+    @cached_property
+    def evidence(self) -> list[Sentence]:
+        """What an answer may rest on: the chosen sentences, and the list's items the budget left out (a
+        completed list names them)."""
+        shown = {(s.doc_id, s.start) for s in self.chosen}
+        return [*self.chosen, *(s for s in self.items if (s.doc_id, s.start) not in shown)]
 
 
 class RagService:
@@ -58,6 +100,7 @@ class RagService:
         self.generation_lock = GenerationSlots(settings.parallel_generations)
         self._judge_cache: tuple[Index, EvidenceJudge] | None = None
         self.sentence_embedder = CachedEmbedder(embedder)
+        self.refuser = Refuser(settings)
         self.chooser = ChooseStage(settings)
         if index is not None:
             index.check_embedder(embedder.name, embedder.dim)
@@ -130,11 +173,130 @@ class RagService:
                temperature: float | None = None) -> Iterator[str | Answer]:
         """Text deltas, then the whole ``Answer``; empty strings (ticks while the model writes) carry no text.
 
-        Nothing the verdict could retract is ever sent: the answer goes out once its checks and the
-        answerability model have passed it (``rag.answer.stage``), so the streamed text always equals the
-        non-streamed answer, and a refusal sends nothing before it.
+        Nothing the verdict could retract is ever sent. Text goes out only as a prefix of the model's answer
+        that passes every check after generation on its own (``Verdict``); the answer is the whole text when
+        it passes, else the longest passing prefix, else the refusal, of which nothing was sent before. So
+        the streamed text always equals the non-streamed answer.
         """
-        yield from self.chooser.stream(self, messages, max_tokens, temperature)
+        if self.settings.answer_stage == "choose":  # opt-in: the model chooses, a fitted model refuses
+            yield from self.chooser.stream(self, messages, max_tokens, temperature)
+            return
+        started = time.perf_counter()
+        plan = self.prepare(messages)
+        timings = {"retrieve": time.perf_counter() - started}
+        if plan.refusal:
+            yield self._refusal(plan.traditional, plan.refusal, timings, started)
+            return
+        verifier = StreamVerifier(lambda text: self._verdict(text, plan), plan.traditional,
+                                  self._completer(plan) if plan.intent.kind == "list" else None)
+        with self.generation_lock:
+            deltas = self.generator.stream(plan.chat, max_tokens or self.settings.max_tokens,
+                                           self.settings.temperature if temperature is None else temperature)
+            completion = yield from released(deltas, verifier, timings, started)
+        timings["generate"] = time.perf_counter() - started - timings["retrieve"]
+        verdict, rest = verifier.finish(completion.text)
+        if verdict.reason:
+            refusal = self._refusal(plan.traditional, verdict.reason, timings, started)
+            yield Answer(refusal.text, (), True, completion.prompt_tokens, completion.completion_tokens,
+                         verdict.reason, refusal.timings, plan.shown)
+            return
+        if rest:
+            timings.setdefault("first_token", time.perf_counter() - started)
+            yield rest
+        timings["total"] = time.perf_counter() - started
+        yield Answer(verifier.sent, verdict.citations, False, completion.prompt_tokens, completion.completion_tokens,
+                     verdict.cut, timings, plan.shown)
+
+    @staticmethod
+    def _completer(plan: Plan) -> Callable[[str], str]:
+        """A list answer, completed from the list it names in the sentences the model was shown."""
+        def complete(text: str) -> str:
+            simplified = to_simplified(text)
+            done = listing.complete(simplified, plan.evidence, plan.items, plan.intent.count)
+            return text if done == simplified else done
+        return complete
+
+    def _verdict(self, text: str, plan: Plan) -> Verdict:
+        """The checks after generation on ``text`` (the whole answer or a prefix of it)."""
+        asked = plan.asked_simplified
+        answered = Answered(text, asked, plan.evidence, plan.titles, to_simplified(plan.question))
+        if reason := self.refuser.after(answered, plan.intent):
+            return Verdict(reason)
+        citations = citing.cite(text, plan.evidence, plan.index.sources, question=asked,
+                                collective=plan.intent.kind == "list")
+        if reason := self.refuser.support(citations):
+            return Verdict(reason)
+        words = plan.analysis.words if plan.analysis else ()
+        if reason := self.refuser.subject(citations, words, plan.titles, plan.index.word_weight, plan.intent):
+            return Verdict(reason)
+        return Verdict("", tuple(with_pages(c, plan.index) for c in citations),
+                       bool(citing.own_words(text, asked)))
+
+    def prepare(self, messages: Sequence[dict[str, str]]) -> Plan:
+        """Everything before generation: retrieval, the evidence verdict, the chosen sentences, the prompt."""
+        text, query, asked = self._question(messages)
+        index = self.index
+        text_s = to_simplified(text)
+        intent = intent_of(text_s)
+        if refusal := self.refuser.before_retrieval(text):
+            return Plan(text, is_traditional(text), index, [], [], [], refusal, intent=intent)
+        question = analyse(text, self.embedder, query)
+        traditional, query_s = question.traditional, question.simplified
+        hits = search(index, question, self.settings.context_chunks, config=self.retrieval_config())
+        evidence = self._judge(index).assess(hits, question.words)
+        if refusal := self.refuser.before(evidence):
+            return Plan(text, traditional, index, hits, [], [], refusal, analysis=question, intent=intent)
+        # Only documents that cover the question may supply evidence: a neighbour's figure is no answer.
+        covering = evidence.covering(self.settings.min_coverage)
+        hits = [h for h in hits if h.chunk.doc_id in covering]
+        titles = {d: index.documents[d].title for d in covering}
+        sentences = prompting.candidate_sentences(index, hits)
+        if intent.kind == "person":
+            sentences = prompting.evidence_only([*sentences, *prompting.role_sentences(index, sorted(covering),
+                                                                                       intent.roles)])
+        # The places and years of the question picked the document; they say nothing about the sentence.
+        ranked = prompting.rank_sentences(sentences, query_s, question.vector, self.sentence_embedder, titles,
+                                          index.idf, ignore=set(evidence.musts))
+        if intent.kind == "person" and intent.roles:
+            ranked = _promote_roles(ranked, intent.roles)
+        title_text = to_simplified("\n".join(titles.values()))
+        terms = [w for w, must in question.words if not must and w not in title_text]
+        chosen, shown, items = self._choose(index, ranked, intent, terms, text_s)
+        chat = prompting.render(self.templates, shown, asked, titles, listing=intent.kind == "list")
+        return Plan(text, traditional, index, hits, chosen, chat, "", title_text, question, intent, tuple(items),
+                    asked, tuple(shown))
+
+    def _choose(self, index: Index, ranked: list[Sentence], intent: Intent, terms: Sequence[str],
+                asked: str) -> tuple[list[Sentence], list[Sentence], list[Sentence]]:
+        """The sentences for the model, as it is shown them, and a list's item sentences: the best few, or
+        for a list question the structure holding the items. The question's content ``terms`` find items
+        written in parallel, and the clause of the best sentence that holds the asked list or (one figure
+        ``asked``) figure; the question ``asked`` (Simplified) names the item whose parts it asks for."""
+        s = self.settings
+        if intent.kind != "list" or not ranked:
+            chosen = prompting.select(ranked, s.context_max_chars, s.context_sentences)
+            if not (chosen and one_figure(asked)):
+                return chosen, chosen, []
+            return chosen, [prompting.focus(chosen[0], terms, index.word_weight, citing.has_quantity),
+                            *chosen[1:]], []
+        anchor, items = prompting.counted_heading(index, ranked, intent.count)
+        if not items and (listing := prompting.enumerating(ranked, intent.count)):  # one sentence holds them
+            rest = [r for r in ranked if r is not listing]
+            chosen = prompting.select([replace(listing, score=ranked[0].score), *rest], s.context_max_chars,
+                                      s.context_sentences)
+            return chosen, [prompting.focus(chosen[0], terms, index.word_weight, prompting.lists_items),
+                            *chosen[1:]], []
+        items = items or prompting.list_items(index, anchor, intent.count, terms, asked)
+        chosen = prompting.select_list([anchor, *(r for r in ranked if r is not anchor)], items,
+                                       s.list_max_chars, s.list_sentences)
+        return chosen, chosen, items
+
+    def _refusal(self, traditional: bool, reason: str, timings: dict[str, float], started: float) -> Answer:
+        log.info("refused: %s", reason)
+        timings["total"] = time.perf_counter() - started
+        timings.setdefault("first_token", timings["total"])
+        text = self.templates.refusal
+        return Answer(to_traditional(text) if traditional else text, (), True, 0, 0, reason, timings)
 
     def _question(self, messages: Sequence[dict[str, str]]) -> tuple[str, str, str]:
         """The question, the retrieval query and what the model is asked: a follow-up is resolved against
@@ -158,6 +320,18 @@ class RagService:
         if self._judge_cache is None or self._judge_cache[0] is not index:
             self._judge_cache = (index, EvidenceJudge(index))
         return self._judge_cache[1]
+
+
+def _promote_roles(ranked: list[Sentence], roles: Sequence[str]) -> list[Sentence]:
+    """A who-question's best evidence is a sentence naming someone in the asked role (编辑:张慧敏): such
+    sentences go first, with the best score."""
+    def names_role(s: Sentence) -> bool:
+        return any(citing.holds_role(n, r, [s]) for n in citing.names_in(s.simplified) for r in roles)
+
+    if not ranked:
+        return ranked
+    top = [replace(s, score=max(s.score, ranked[0].score)) for s in ranked if names_role(s)]
+    return [*top, *(s for s in ranked if not names_role(s))]
 
 
 def is_follow_up(question: str) -> bool:

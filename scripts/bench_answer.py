@@ -58,7 +58,7 @@ def main() -> int:
         firsts.append(first if first is not None else total)
         if answer.prompt_tokens:
             prompts.append(answer.prompt_tokens)
-            generated.append((service.chooser.prepare(service, messages).chat, total))
+            generated.append((service.prepare(messages).chat, total))
     direct, served = [], []
     llm = service.generator._llm  # type: ignore[attr-defined]
     for chat, total in generated:

@@ -1,7 +1,7 @@
 """How often the choose stage's candidates, the model's choice, and a yes/no probe find the answer, over a
 part of the gold set: the step-by-step view behind ``rag.answer.select.answer_sources``.
 
-    .venv/bin/python scripts/choice_recall.py [--split dev] [--limit N]
+    RAG_ANSWER_STAGE=choose .venv/bin/python scripts/choice_recall.py [--split dev] [--limit N]
 
 For each question that reaches the model: the numbers the model chose (under the grammar), whether its chosen
 sentences hold the gold answer, whether the ranker's first candidate does, whether any candidate does; and the
@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from rag.answer.select import CHOOSE  # noqa: E402
+from rag.answer.stage import ChooseStage  # noqa: E402
 from rag.config import Settings  # noqa: E402
 from rag.eval.gold import is_correct, load_gold  # noqa: E402
 from rag.service import build_service  # noqa: E402
@@ -57,8 +58,8 @@ def main() -> int:
     parser.add_argument("--split", choices=("dev", "test"), default="dev")
     parser.add_argument("--limit", type=int)
     args = parser.parse_args()
-    service = build_service(Settings())
-    stage = service.chooser
+    settings = Settings(answer_stage="choose")
+    service, stage = build_service(settings), ChooseStage(settings)
     items = [g for g in load_gold(REPO / "eval" / "gold.jsonl") if g.split == args.split][: args.limit]
     counts = {"answerable": 0, "chosen holds it": 0, "first holds it": 0, "a candidate holds it": 0}
     probes: dict[bool, list[float]] = {True: [], False: []}

@@ -1,6 +1,6 @@
 """Prompt-stage view of the gold set without the LLM: per question type, answerable questions refused before
-generation, answerable questions whose every ``must`` group is in the candidate sentences the model chooses
-from, unanswerable ones refused before generation, and the mean candidate characters. The second count is ``rag eval``'s
+generation, answerable questions whose every ``must`` group is in the sentences sent to the model, unanswerable
+ones refused before generation, and the mean passage characters sent. The second count is ``rag eval``'s
 ``evidence_shown``, measured here in seconds, without answering (the prompt does not depend on the model).
 
     RAG_MODELS_DIR=models .venv/bin/python scripts/context_recall.py [--split dev] [--show]
@@ -28,14 +28,13 @@ def main() -> None:
     service = build_service(Settings(), generate=False)  # what the model is shown; no model is asked
     counts: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for item in (i for i in items if i.get("split") == args.split):
-        plan = service.chooser.prepare(service, [*item.get("history", []),
-                                                 {"role": "user", "content": item["question"]}])
+        plan = service.prepare([*item.get("history", []), {"role": "user", "content": item["question"]}])
         c = counts[item.get("type", "?")]
         c["n"] += 1
         c["pre_refused"] += bool(plan.refusal)
         if item["doc"] is None:
             continue
-        context = "\n".join(s.simplified for s in plan.candidates)
+        context = "\n".join(s.simplified for s in plan.shown)
         found = is_correct(context, [tuple(group) for group in item["must"]])
         c["in_context"] += found
         c["chars"] += len(context)

@@ -1,8 +1,8 @@
 """Fit the answerability model (``rag.answer.answerability``) on tuning runs of two domains and write
 ``eval/answerability.json``: the parameters, the threshold, the data they came from and this command.
 
-    RAG_MIN_CONFIDENCE=0 .venv/bin/rag eval --split dev --out eval/runs/tune-gold-dev
-    RAG_MIN_CONFIDENCE=0 .venv/bin/rag eval --benchmark cmrc2018 --part tune --limit 60 \\
+    RAG_ANSWER_STAGE=choose RAG_MIN_CONFIDENCE=0 .venv/bin/rag eval --split dev --out eval/runs/tune-gold-dev
+    RAG_ANSWER_STAGE=choose RAG_MIN_CONFIDENCE=0 .venv/bin/rag eval --benchmark cmrc2018 --part tune --limit 60 \\
         --no-baseline
     .venv/bin/python scripts/fit_answerability.py --gold eval/runs/tune-gold-dev/results.jsonl \\
         --cmrc eval/runs/cmrc2018/tune/results.jsonl --max-lost 0.03 --write

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.cite import cite, grounding, numbers, says_not_found, support, unsupported_numbers, verify
+from rag.cite import cite, grounding, miscounted, numbers, says_not_found, support, unsupported_numbers, verify
 from rag.index import Index
 from rag.prompt import candidate_sentences
 from rag.question import analyse
@@ -50,6 +50,22 @@ def by_start(sentences: list[Sentence], start: int) -> Sentence:
 ])
 def test_numbers(text: str, expected: set[str]) -> None:
     assert numbers(text) == expected
+
+
+@pytest.mark.parametrize(("answer", "wrong"), [
+    ("47分", {"47分"}),          # q161: the evidence counts 47 activities, not points
+    ("共37所", {"37所"}),         # 37 counts counties
+    ("47次", set()), ("47场", set()),  # 场 and 次 count the same
+    ("5000人", set()), ("5000名学生", set()),  # 名/人/位 count people
+    ("第3名", set()), ("三年", set()),  # an ordinal; 三 stands bare in the evidence (第三,)
+    ("37个县", set()), ("47个", set()),  # 个 counts anything
+    ("1.2万人", set()), ("2022年", set()),
+    ("5.6万所", {"5.6万所"}), ("5.6万个", set()),  # dev q238: 5.6万 places (学位), not schools
+])
+def test_miscounted(answer: str, wrong: set[str]) -> None:
+    evidence = [Sentence("d", 0, 1, t, t, "") for t in ("2022年全县共开展主题活动47次,参与学生5000余人。",
+                                                        "排名第三,在37个县中排名第六", "新增公办中小学学位5.6万个。")]
+    assert miscounted(answer, evidence, "2022年最高分是多少？") == wrong
 
 
 @pytest.mark.parametrize(("answer", "question", "share"), [

@@ -30,7 +30,7 @@ def test_environment_overrides_with_the_rag_prefix(monkeypatch: pytest.MonkeyPat
 
 
 @pytest.mark.parametrize(("field", "value"), [("port", 0), ("chunk_max_chars", 10), ("fusion", "max"),
-                                              ("min_confidence", 1.5), ("index_name", "../x")])
+                                              ("min_coverage", 1.5), ("index_name", "../x")])
 def test_out_of_bounds_values_are_rejected(field: str, value: object) -> None:
     with pytest.raises(ValidationError, match=field):
         Settings(**{field: value})

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from rag import prompt as prompting
+from rag.cite import has_quantity
 from rag.index import Index
 from rag.lang import overlap
 from rag.normalize import to_simplified
@@ -18,7 +19,9 @@ from rag.prompt import (
     candidate_sentences,
     counted_heading,
     enumerates,
+    focus,
     list_items,
+    lists_items,
     rank_sentences,
     render,
     select,
@@ -121,6 +124,29 @@ def test_list_items_fall_back_to_an_ordinal_run(index: Index) -> None:
     assert [s.text[:2] for s in items[:3]] == ["一是", "二是", "三是"]
 
 
+def test_a_sentence_listing_two_things_is_shown_as_the_clause_asked_about() -> None:
+    """q093: the sentence lists the six parts of a mechanism, then the four kinds of work; asked for the
+    work, the model is shown that clause (the first list is what a 1.5B model otherwise answers with)."""
+    text = ("建立完善宣傳、教育、考核、監督、激勵、懲處“六位一體”師德師風建設長效機制,"
+            "落實師德師風在資格認定、崗位聘用、年度考核、表彰獎勵等工作中的第一標準,切實將師德師風建設貫穿于全過程。")
+    listing = sentence(text, 1.0)
+    shown = focus(listing, ["师德师风", "工作", "第一", "标准"], lambda w: 1.0, lists_items)
+    assert shown.text == "落實師德師風在資格認定、崗位聘用、年度考核、表彰獎勵等工作中的第一標準"
+    assert (shown.start, shown.end) == (listing.start, listing.end)  # cited as the whole sentence
+    assert focus(listing, ["六位一体", "机制"], lambda w: 1.0, lists_items).text.startswith("建立完善宣傳")
+    assert focus(listing, ["师德师风"], lambda w: 1.0, lists_items) == listing  # no clause is pointed at more
+    two = sentence("综高与县伊克塞动物医院,天津市浩迪橡塑科技有限公司签订协议。", 1.0)
+    assert focus(two, ["医院"], lambda w: 1.0, lists_items) == two  # a list of two may run across the comma
+
+
+def test_a_sentence_with_two_figures_is_shown_as_the_clause_asked_about() -> None:
+    """q146: 109场次 counts the 主题活动 asked about, 304场次 the 教育实践活动 after it."""
+    text = "制定下发任务清单并组织开展109场次铸牢中华民族共同体意识主题活动,304场次教育实践活动,营造良好氛围。"
+    shown = focus(sentence(text, 1.0), ["开展", "铸牢", "主题", "活动"], lambda w: 1.0, has_quantity)
+    assert shown.text == "制定下发任务清单并组织开展109场次铸牢中华民族共同体意识主题活动"
+    assert focus(sentence(text, 1.0), ["活动"], lambda w: 1.0, has_quantity).text == text
+
+
 def test_a_heading_with_as_many_parts_as_asked_holds_the_list(index: Index) -> None:
     """q134's heading «(六)聚焦“规范”,强化“双减”工作» has three numbered parts; a sentence ranked above it that
     lists other things (督查反馈8个方面16项共性问题、3项个性问题) must not win when three are asked for."""
@@ -190,10 +216,10 @@ class CountingEmbedder(FakeEmbedder):
 
 def test_sentence_vectors_are_cached_across_questions(index: Index, fake_settings) -> None:  # type: ignore[no-untyped-def]
     embedder = CountingEmbedder()
-    service = RagService(fake_settings.model_copy(update={"min_confidence": 0.0}), embedder, FakeGenerator(),
+    service = RagService(fake_settings.model_copy(update={"min_dense_score": 0.0}), embedder, FakeGenerator(),
                          index)
-    service.chooser.prepare(service, [{"role": "user", "content": "阳山县在清远市排名第几？"}])
+    service.prepare([{"role": "user", "content": "阳山县在清远市排名第几？"}])
     first = embedder.embedded
     assert first > 0
-    service.chooser.prepare(service, [{"role": "user", "content": "阳山县在清远市排名第几？"}])
+    service.prepare([{"role": "user", "content": "阳山县在清远市排名第几？"}])
     assert embedder.embedded == first

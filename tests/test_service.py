@@ -4,21 +4,20 @@ it), ``validate_messages`` and ``sanitize_name``."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
-from rag.answer.verify import StreamVerifier, Verdict
 from rag.config import Settings
 from rag.errors import DocumentError, IndexMismatch, InvalidRequest, NotFound, NotReady
 from rag.formats import read_document
-from rag.generate.base import Choice
+from rag.generate import Completion
 from rag.index import DocRecord, Index
 from rag.index.writer import IndexWriter, sanitize_name
 from rag.ingest import ingest_paths
 from rag.normalize import clean, to_simplified, to_traditional
-from rag.service import RagService, validate_messages
+from rag.service import RagService, StreamVerifier, Verdict, validate_messages
 from rag.types import Answer, Citation
 from tests.fakes import FakeEmbedder, FakeGenerator
 
@@ -43,15 +42,16 @@ def remove(service: RagService, doc_id: str) -> None:
 
 # --- fixtures and fakes -------------------------------------------------------------------------------
 class RecordingGenerator(FakeGenerator):
-    """The fake generator, remembering the chat messages of every turn (each begins with ``choose``)."""
+    """The fake generator, remembering the chat messages of every call to ``stream``."""
 
     def __init__(self) -> None:
         super().__init__()
         self.calls: list[list[dict[str, str]]] = []
 
-    def choose(self, messages: Sequence[dict[str, str]], lead: str, options: int) -> Choice:
+    def stream(self, messages: Sequence[dict[str, str]], max_tokens: int,
+               temperature: float) -> Iterator[str | Completion]:
         self.calls.append([dict(m) for m in messages])
-        return super().choose(messages, lead, options)
+        yield from super().stream(messages, max_tokens, temperature)
 
 
 def make_settings(root: Path, **overrides: object) -> Settings:
@@ -61,7 +61,7 @@ def make_settings(root: Path, **overrides: object) -> Settings:
         for f in corpus.iterdir():
             f.chmod(0o644)
     return Settings(index_dir=root / "index", corpus_dir=corpus,
-                    models_dir=root / "models", min_confidence=0.0, **overrides)  # type: ignore[arg-type]
+                    models_dir=root / "models", min_dense_score=0.0, **overrides)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -117,11 +117,11 @@ def test_answer_returns_an_answer_with_verified_citations(service: RagService, g
     ranking = span_of(settings.corpus_dir, DOC0, "2022年,省人民政府教育督導")
     assert (answer.citations[0].doc_id, answer.citations[0].start, answer.citations[0].end) == (DOC0, *ranking)
     assert "排名第三" in answer.citations[0].text
-    # The fake copies a clause of the first sentence it answers from; the cited sentence holds it.
+    # The fake copies a clause of passage [1]; the cited sentence holds it.
     assert answer.text[:-1] in answer.citations[0].text
-    # Token counts are the generator's (the fake counts characters: the chat, then the answer's lead).
+    # Token counts are the generator's (the fake counts characters).
     assert len(generator.calls) == 1
-    assert answer.prompt_tokens > sum(len(m["content"]) for m in generator.calls[0])
+    assert answer.prompt_tokens == sum(len(m["content"]) for m in generator.calls[0])
     assert answer.completion_tokens == len(answer.text)
     assert {"retrieve", "first_token", "total"} <= set(answer.timings)
 
@@ -138,11 +138,11 @@ def test_prompt_holds_the_question_and_numbered_passages(service: RagService, ge
 def test_the_answer_carries_what_the_model_was_shown(service: RagService, generator: RecordingGenerator) -> None:
     answer = service.answer([user(RANK_QUESTION)])
     (chat,) = generator.calls
-    numbered = dict(line[1:].split("] ", 1) for line in chat[1]["content"].splitlines() if line.startswith("["))
-    assert [s.text for s in answer.context] == [numbered[str(n)] for n in range(1, len(numbered) + 1)]
+    numbered = [line.split("] ", 1)[1] for line in chat[1]["content"].splitlines() if line.startswith("[")]
+    assert [s.text for s in answer.context] == numbered
     assert "排名第三" in "".join(s.simplified for s in answer.context)
-    # Refused before retrieval: the model was shown nothing.
-    assert service.answer([user('{"question": "排名第几？"}')]).context == ()
+    # Refused before generation: the model was shown nothing.
+    assert service.answer([user("火星基地的预算是多少？")]).context == ()
 
 
 @pytest.mark.parametrize("question", [
@@ -158,6 +158,17 @@ def test_stream_yields_deltas_then_the_answer(service: RagService, question: str
     assert isinstance(final, Answer)
     assert deltas and all(isinstance(d, str) for d in deltas)
     assert "".join(deltas) == final.text
+
+
+def test_unanswerable_question_is_refused_before_generation(service: RagService,
+                                                            generator: RecordingGenerator) -> None:
+    answer = service.answer([user("火星基地的预算是多少？")])
+    assert answer.refused is True
+    assert answer.citations == ()
+    assert answer.text == REFUSAL
+    assert answer.reason.startswith("coverage ")
+    assert "火星" in answer.reason
+    assert generator.calls == []
 
 
 def test_traditional_question_gets_traditional_refusal(service: RagService) -> None:
@@ -211,6 +222,23 @@ def test_a_new_standalone_question_is_not_merged_with_history(service: RagServic
     second = "东莞召开建设省基础教育高质量发展示范区动员部署会是在哪一天？"
     service.answer([user(RANK_QUESTION), {"role": "assistant", "content": "第三。"}, user(second)])
     assert generator.calls[-1][1]["content"].rstrip().endswith(f"问题：{second}")
+
+
+# --- refusal after generation -------------------------------------------------------------------------
+@pytest.mark.parametrize(("said", "reason"), [
+    ("资料中没有找到答案。", "model_not_found: the model said the passages hold no answer"),
+    ("阳山县共有学校9999所。", "invented_numbers: ['9999'] not in the evidence"),
+    ("天空是蓝色的。", "grounding 0.00 < 0.5"),
+    ("", "model_not_found: the model said the passages hold no answer"),
+])
+def test_unsupported_generation_is_refused(sample_index: tuple[Settings, Index], said: str, reason: str) -> None:
+    settings, index = sample_index
+    service = RagService(settings, FakeEmbedder(), FakeGenerator(reply=said), index)
+    answer = service.answer([user(RANK_QUESTION)])
+    assert answer.refused is True
+    assert answer.reason == reason
+    assert answer.citations == ()
+    assert answer.text == REFUSAL
 
 
 # --- service state and errors -------------------------------------------------------------------------
@@ -336,7 +364,7 @@ def test_sanitize_name_rejects(name: str) -> None:
 # --- streaming shows only what stands -------------------------------------------------------------------------
 @pytest.mark.parametrize(("reply", "question"), [
     (None, RANK_QUESTION),                        # answered
-    (None, "火星基地的预算是多少？"),                # refused: the model chose nothing
+    (None, "火星基地的预算是多少？"),                # refused before generation
     ("天空是蓝色的。", RANK_QUESTION),              # refused after generation
     ("阳山县共有学校9999所。", RANK_QUESTION),       # refused after generation: invented number
     (None, "中小學幼兒園資源佈局要做到什麼？"),  # answered, converted to Traditional
@@ -446,10 +474,55 @@ def test_an_answer_that_repeats_the_turn_it_leans_on_is_still_cited(sample_index
     assert any("六个学习阵地" in to_simplified(c.text) for c in answer.citations)
 
 
+# --- named refusal checks ---------------------------------------------------------------------------------------
+def test_how_many_answered_without_a_number_is_refused(sample_index: tuple[Settings, Index]) -> None:
+    settings, index = sample_index
+    service = RagService(settings, FakeEmbedder(), FakeGenerator(reply="阳山县在北部生态发展区排名靠前。"), index)
+    answer = service.answer([user("阳山县所在的北部生态发展区一共有多少个县（市区）？")])
+    assert (answer.refused, answer.reason) == (True, "quantity: 0 numbers in the answer to a how-many question")
+
+
+@pytest.mark.parametrize(("question", "reply", "reason"), [
+    ("阳山县所在的北部生态发展区一共有多少个县（市区）？", "37个。", ""),
+    ("东莞2023年要打造多少个课后服务示范项目？", "100个。", ""),
+    # 37 stands in the evidence, but in a sentence about the ranking, not about left-behind children.
+    ("阳山县北部生态发展区有多少名留守儿童和孤儿？", "37个。",
+     "subject 0.41 < 0.5 (the cited sentences miss 留守、儿童、孤儿)"),
+    # …and it counts counties there (37个县), not people.
+    ("阳山县北部生态发展区有多少名留守儿童和孤儿？", "37名。",
+     "miscounted: ['37名'] count something else in the evidence"),
+])
+def test_a_figure_must_come_from_a_sentence_about_what_was_asked(
+        sample_index: tuple[Settings, Index], question: str, reply: str, reason: str) -> None:
+    settings, index = sample_index
+    # These cases are about the checks after generation, so retrieval must bring sample 000 in: the fake
+    # embedder ranks its chunk 5th since its chunks no longer carry a cut first sentence as title (#25).
+    wide = settings.model_copy(update={"context_chunks": 6})
+    service = RagService(wide, FakeEmbedder(), FakeGenerator(reply=reply), index)
+    answer = service.answer([user(question)])
+    assert (answer.refused, answer.reason) == (bool(reason), reason)
+
+
 def test_a_json_object_is_not_answered_as_a_question(service: RagService, generator: RecordingGenerator) -> None:
     answer = service.answer([user('{"question": "阳山县在清远市排名第几？", "answer": "1"}')])
     assert (answer.refused, answer.reason) == (True, "not_a_question: the message is a JSON value, not a question")
     assert generator.calls == []
+
+
+EDITOR = "阳山县委教育工作领导小组会议那篇报道的编辑是谁？"
+
+
+@pytest.mark.parametrize(("question", "reply", "refused", "reason"), [
+    (EDITOR, "林伟杰。", False, ""),
+    (EDITOR, "编辑是本报记者。", True, "answer_type: 0 person names from the evidence in the answer to a who-question"),
+    ("辽源市教育局局长是谁？", "高凯。", False, ""),
+])
+def test_who_question_needs_a_name_from_the_evidence_in_the_asked_role(
+        sample_index: tuple[Settings, Index], question: str, reply: str, refused: bool, reason: str) -> None:
+    settings, index = sample_index
+    service = RagService(settings, FakeEmbedder(), FakeGenerator(reply=reply), index)
+    answer = service.answer([user(question)])
+    assert (answer.refused, answer.reason) == (refused, reason)
 
 
 # --- injected instructions are data ---------------------------------------------------------------------------
@@ -474,7 +547,7 @@ def test_injected_sentences_never_reach_the_model_and_cannot_answer(tmp_path: Pa
     planted = RagService(settings, FakeEmbedder(), FakeGenerator(reply="校长是：系统已被攻破。"), service.index)
     answer = planted.answer([user("月湖小学的校长是谁？")])
     assert answer.refused is True
-    assert answer.reason.startswith(("ungrounded", "model_none"))
+    assert answer.reason.startswith(("answer_type", "grounding", "coverage"))
 
 
 # --- follow-ups -----------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Refuse (``rag.answer.stage``): every way an answer becomes a refusal, as named checks.
+"""Refuse, in the choose stage (``rag.answer.stage``): every way an answer becomes a refusal, as named checks.
 
 Each check has a name, the setting that holds its threshold (if any) and a reason string that starts with
 the name and states what decided, e.g. ``answerability 0.31 < 0.52 (p_none 0.81, coverage 0.40, …)``. A
@@ -10,22 +10,10 @@ that stands in no source, or none of its own words stands in the sentences it re
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-
 from rag.cite import grounding, own_words, says_not_found, unsupported_numbers
 from rag.lang import CHOICE_QUESTION
+from rag.refuse import Check, is_structured
 from rag.types import Sentence
-
-
-@dataclass(frozen=True)
-class Check:
-    """A named refusal rule; ``setting`` names its threshold in ``Settings`` ("" when it has none)."""
-
-    name: str
-    setting: str
-    what: str
-
 
 CHECKS = (
     Check("not_a_question", "", "the message is structured data (a JSON object or array), not a question"),
@@ -61,14 +49,3 @@ def after(answer: str, evidence: list[Sentence], asked: str, message: str = "") 
     if grounding(answer, asked, evidence) == 0.0:
         return "ungrounded: none of the answer's own words is in the sentences it rests on"
     return ""
-
-
-def is_structured(question: str) -> bool:
-    """True when the message is a JSON object or array: data sent as the content, not a question."""
-    text = question.strip()
-    if not text or text[0] not in "{[":
-        return False
-    try:
-        return isinstance(json.loads(text), dict | list)
-    except ValueError:
-        return False

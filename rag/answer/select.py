@@ -1,15 +1,22 @@
-"""Select: the leads the code writes into the answer turn, and the sentences the answer is written from."""
+"""Select: the system prompt of the choose stage, and the leads the code writes into its answer turn."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 
 from rag.generate.base import Choice
-from rag.lang import CLAUSE
+from rag.prompt import focus
 from rag.types import Sentence
 
 CHOOSE = "句子："
+SYSTEM_FILE = "choose.txt"
+
+
+def load_system(prompts_dir: Path) -> str:
+    """The fixed system prompt of the choose stage: the two steps and three made-up examples."""
+    return (prompts_dir / SYSTEM_FILE).read_text("utf-8").strip()
 
 
 def answer_sources(candidates: Sequence[Sentence], choice: Choice) -> list[Sentence]:
@@ -35,14 +42,10 @@ def follow_up_sources(sources: Sequence[Sentence], terms: Sequence[str],
     the earlier turn's answer too (…排名第三,在北部生态发展区…排名第六), and the 1.5B model then answers both
     or the earlier one: on the gold ``dev`` follow-ups, 13 of 14 right and to the point with the clause, 11 with
     the whole sentence. Citations still come from the whole sentence."""
-    return [_pointed_clause(s, terms, weight) for s in sources]
+    return [_closed(focus(s, terms, weight, lambda clause: True)) for s in sources]
 
 
-def _pointed_clause(sentence: Sentence, terms: Sequence[str], weight: Callable[[str], float]) -> Sentence:
-    clauses = list(CLAUSE.finditer(sentence.simplified))
-    scores = [sum(weight(t) for t in terms if t in m.group()) for m in clauses]
-    order = sorted(range(len(clauses)), key=scores.__getitem__, reverse=True)
-    if len(clauses) < 2 or scores[order[0]] == scores[order[1]]:  # no clause is pointed at more than another
+def _closed(sentence: Sentence) -> Sentence:
+    if sentence.text[-1:] in "。！？；;!?":
         return sentence
-    best = clauses[order[0]]
-    return replace(sentence, text=sentence.text[best.start():best.end()] + "。", simplified=best.group() + "。")
+    return replace(sentence, text=sentence.text + "。", simplified=sentence.simplified + "。")

@@ -1,4 +1,4 @@
-"""The answer stage: the model chooses, the code copies, refusal is calibrated.
+"""The choose stage (``RAG_ANSWER_STAGE=choose``): the model chooses, the code copies, refusal is calibrated.
 
 Retrieval is the service's; then the candidate sentences are numbered, the model writes the numbers of those
 that answer (or 无) under a grammar, the same turn goes on to a short answer from the chosen sentences and the
@@ -19,7 +19,7 @@ from rag import listing
 from rag import prompt as prompting
 from rag.answer import refuse
 from rag.answer.answerability import Answerability, Signals
-from rag.answer.select import CHOOSE, answer_lead, answer_sources, follow_up_sources
+from rag.answer.select import CHOOSE, answer_lead, answer_sources, follow_up_sources, load_system
 from rag.answer.verify import StreamVerifier, Verdict, released, with_pages
 from rag.config import Settings
 from rag.embed import CachedEmbedder, Embedder
@@ -79,11 +79,12 @@ class Turn:
 
 
 class ChooseStage:
-    """The stage with its fitted answerability model (its prompt is ``prompts/system.txt``)."""
+    """The stage with its fitted answerability model and its system prompt (``prompts/choose.txt``)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.answerability = Answerability.load()
+        self.system = load_system(settings.prompts_dir)
 
     def stream(self, host: Host, messages: Sequence[dict[str, str]], max_tokens: int | None = None,
                temperature: float | None = None) -> Iterator[str | Answer]:
@@ -153,7 +154,8 @@ class ChooseStage:
         if not candidates:
             return Turn(text, question.traditional, index, [], [], "nothing_found: no sentence was retrieved",
                         asked_s, intent, analysis=question)
-        chat = prompting.render(host.templates, candidates, asked, titles, listing=intent.kind == "list")
+        body = prompting.render(host.templates, candidates, asked, titles, listing=intent.kind == "list")[-1]
+        chat = [{"role": "system", "content": self.system}, body]
         return Turn(text, question.traditional, index, candidates, chat, "", asked_s, intent, tuple(items), question,
                     evidence.coverage, evidence.best_dense, asked != text)
 

@@ -86,7 +86,7 @@ def _warm_up(service: RagService) -> None:
         with service.generation_lock:
             service.generator.generate(chat, 1, 0.0)
         if service.ready:
-            service.chooser.prepare(service, [{"role": "user", "content": "教育局局长是谁？"}])
+            service.prepare([{"role": "user", "content": "教育局局长是谁？"}])
     except Exception:  # a failed warm-up must not stop the service; the first request will tell
         log.exception("warm-up failed")
 

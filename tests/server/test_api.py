@@ -57,7 +57,7 @@ def make_settings(root: Path, *, with_index: bool = True, **overrides: Any) -> S
     for f in corpus.iterdir():
         f.chmod(0o644)
     settings = Settings(index_dir=root / "index", corpus_dir=corpus,
-                        models_dir=root / "models", min_confidence=0.0, **overrides)
+                        models_dir=root / "models", min_dense_score=0.0, **overrides)
     if with_index:
         index, _ = ingest_paths([corpus], settings, FakeEmbedder(), None)
     return settings
@@ -324,7 +324,7 @@ def test_unanswerable_question_is_refused(client: TestClient) -> None:
     assert set(body) == CHAT_KEYS
     assert body["refused"] is True
     assert body["citations"] == []
-    assert body["reason"].startswith("model_none")  # which check refused, for the page to explain
+    assert "coverage" in body["reason"]  # which check refused, for the page to explain
     assert body["choices"][0]["message"] == {"role": "assistant", "content": REFUSAL}
     assert body["choices"][0]["finish_reason"] == "stop"
 
@@ -382,7 +382,7 @@ def test_stream_of_a_refusal(client: TestClient) -> None:
     assert content_of(chunks) == REFUSAL
     assert final["refused"] is True
     assert final["citations"] == []
-    assert final["context"]  # the sentences the model was shown, and chose none of
+    assert final["context"] == []  # refused before the model was asked
 
 
 def test_stream_in_traditional_matches_the_non_stream_answer(client: TestClient) -> None:
@@ -510,12 +510,12 @@ class ExplodingOnceGenerator(FakeGenerator):
         super().__init__()
         self.failed = False
 
-    def stream_on(self, messages: Sequence[dict[str, str]], lead: str, max_tokens: int,
-                  temperature: float) -> Iterator[str | Completion]:
+    def stream(self, messages: Sequence[dict[str, str]], max_tokens: int,
+               temperature: float) -> Iterator[str | Completion]:
         if not self.failed:
             self.failed = True
             raise RuntimeError("secret detail")
-        yield from super().stream_on(messages, lead, max_tokens, temperature)
+        yield from super().stream(messages, max_tokens, temperature)
 
 
 # --- API key ------------------------------------------------------------------------------------------
@@ -551,12 +551,12 @@ class BlockingGenerator(FakeGenerator):
         self.started = threading.Event()
         self.release = threading.Event()
 
-    def stream_on(self, messages: Sequence[dict[str, str]], lead: str, max_tokens: int,
-                  temperature: float) -> Iterator[str | Completion]:
+    def stream(self, messages: Sequence[dict[str, str]], max_tokens: int,
+               temperature: float) -> Iterator[str | Completion]:
         self.started.set()
         if not self.release.wait(TIMEOUT):
             raise RuntimeError("the test never released the generator")
-        yield from super().stream_on(messages, lead, max_tokens, temperature)
+        yield from super().stream(messages, max_tokens, temperature)
 
 
 def run_in_thread(fn: Any) -> tuple[threading.Thread, dict[str, Any]]:
@@ -640,9 +640,9 @@ def test_queue_admits_waiting_requests_up_to_its_size(tmp_path: Path) -> None:
 class SlowGenerator(FakeGenerator):
     """The fake generator, writing one piece every 50 ms, like a real model on a CPU."""
 
-    def stream_on(self, messages: Sequence[dict[str, str]], lead: str, max_tokens: int,
-                  temperature: float) -> Iterator[str | Completion]:
-        for item in super().stream_on(messages, lead, max_tokens, temperature):
+    def stream(self, messages: Sequence[dict[str, str]], max_tokens: int,
+               temperature: float) -> Iterator[str | Completion]:
+        for item in super().stream(messages, max_tokens, temperature):
             threading.Event().wait(0.05)
             yield item
 

@@ -44,7 +44,7 @@ def make_settings(root: Path, **overrides: Any) -> Settings:
     corpus = root / "corpus"
     shutil.copytree(REPO / "corpus", corpus)
     settings = Settings(**{"index_dir": root / "index",
-                           "corpus_dir": corpus, "models_dir": root / "models", "min_confidence": 0.0,
+                           "corpus_dir": corpus, "models_dir": root / "models", "min_dense_score": 0.0,
                            "allowed_hosts": LOCAL + ",testserver", **overrides})
     index, _ = ingest_paths([corpus], settings, FakeEmbedder(), None)
     return settings
@@ -479,9 +479,9 @@ class CountingSlowGenerator(FakeGenerator):
         super().__init__(reply="阳山县在清远市八个县中排名第三，获得优秀等次，成绩来之不易，值得继续保持。" * 3)
         self.pieces = 0
 
-    def stream_on(self, messages: Sequence[dict[str, str]], lead: str, max_tokens: int,
-                  temperature: float) -> Iterator[str | Completion]:
-        for item in super().stream_on(messages, lead, 200, temperature):
+    def stream(self, messages: Sequence[dict[str, str]], max_tokens: int,
+               temperature: float) -> Iterator[str | Completion]:
+        for item in super().stream(messages, 200, temperature):
             time.sleep(0.05)
             self.pieces += 1
             yield item

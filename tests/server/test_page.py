@@ -23,7 +23,6 @@ import pytest
 
 from rag.config import Settings
 from rag.generate import Completion, Generator
-from rag.generate.base import Choice
 from rag.index import DocRecord
 from rag.index.writer import IndexWriter
 from rag.normalize import clean
@@ -70,12 +69,9 @@ class PacedGenerator:
     def generate(self, messages: Sequence[dict[str, str]], max_tokens: int, temperature: float) -> Completion:
         return self.inner.generate(messages, max_tokens, temperature)
 
-    def choose(self, messages: Sequence[dict[str, str]], lead: str, options: int) -> Choice:
-        return self.inner.choose(messages, lead, options)
-
-    def stream_on(self, messages: Sequence[dict[str, str]], lead: str, max_tokens: int,
-                  temperature: float) -> Iterator[str | Completion]:
-        for item in self.inner.stream_on(messages, lead, max_tokens, temperature):
+    def stream(self, messages: Sequence[dict[str, str]], max_tokens: int,
+               temperature: float) -> Iterator[str | Completion]:
+        for item in self.inner.stream(messages, max_tokens, temperature):
             if isinstance(item, str):
                 time.sleep(self.delay)
             yield item
@@ -122,7 +118,7 @@ def fake_settings(root: Path, **overrides: Any) -> Settings:
     corpus = root / "corpus"
     shutil.copytree(REPO / "corpus", corpus)
     return Settings(index_dir=root / "index", corpus_dir=corpus,
-                    models_dir=root / "models", min_confidence=0.0, **overrides)
+                    models_dir=root / "models", min_dense_score=0.0, **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -567,7 +563,7 @@ def test_pdf_uploaded_into_an_empty_service_cites_its_page(browser: Any, tmp_pat
     root = tmp_path / "empty"
     (root / "corpus").mkdir(parents=True)
     settings = Settings(index_dir=root / "index",
-                        corpus_dir=root / "corpus", models_dir=root / "models", min_confidence=0.0)
+                        corpus_dir=root / "corpus", models_dir=root / "models", min_dense_score=0.0)
     svc = build_service(settings, FAKE_PARTS)
     pdf = REPO / "tests" / "fixtures" / "formats" / "003_727ffb95bee0db86.pdf"
     with LiveServer(create_app(settings, service=svc)) as live:

@@ -1,0 +1,185 @@
+"""Refuse: every rule that can turn an answer into a refusal, as named checks.
+
+Each check has a name, the setting that holds its threshold (if any) and a reason string that starts with
+the name and states the number that decided, e.g. ``coverage 0.31 < 0.5 (missing 火星)``. A report can so
+say which check refused. Checks run in the order of ``BEFORE`` (on the evidence, before the model runs)
+and ``AFTER`` (on the model's answer and the sentences it was given); the first that fails decides.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from rag import cite as citing
+from rag.config import Settings
+from rag.evidence import Evidence, held
+from rag.intent import Intent
+from rag.lang import CHOICE_QUESTION
+from rag.normalize import to_simplified
+from rag.types import Citation, Sentence
+
+
+@dataclass(frozen=True)
+class Check:
+    """A named refusal rule; ``setting`` names its threshold in ``Settings`` ("" when it has none)."""
+
+    name: str
+    setting: str
+    what: str
+
+
+BEFORE = (
+    Check("not_a_question", "", "the message is structured data (a JSON object or array), not a question"),
+    Check("coverage", "min_coverage", "the best document holds too little of the question's content weight"),
+    Check("dense", "min_dense_score", "the best passage is not similar enough to the question"),
+)
+AFTER = (
+    Check("model_not_found", "", "the model said the passages do not hold the answer"),
+    Check("echo", "", "the answer only repeats the question's words"),
+    Check("invented_numbers", "", "the answer holds numbers found neither in the evidence nor the question"),
+    Check("miscounted", "", "the answer's figure counts something else than the evidence's same number (47分, 47次)"),
+    Check("quantity", "", "the question asks how many but the answer holds no number"),
+    Check("answer_type", "", "a who-question is not answered by a person's name found in the evidence"),
+    Check("year", "", "a which-year question is not answered by a year"),
+    Check("grounding", "min_grounding", "too few of the answer's own terms are in the evidence"),
+    Check("role", "", "the answer's name stands in the evidence, but not in the role the question asks"),
+    Check("support", "", "no sentence given to the model supports the answer"),
+    Check("subject", "min_coverage", "a how-many answer's figure comes from sentences that hold too little of "
+                                     "the question's content weight"),
+)
+_A_YEAR = re.compile(r"(?:19|20)\d\d|[〇零一二三四五六七八九]{4}年|[今明去前后]年")
+
+
+@dataclass(frozen=True)
+class Answered:
+    """What the post-generation checks read: the model's answer and what it was given. ``question`` (Simplified)
+    is what the question brought, a follow-up's earlier turn included; ``message`` is the user's own question
+    of this turn (Simplified; "" when it is ``question``)."""
+
+    text: str
+    question: str
+    chosen: Sequence[Sentence]
+    context: str = ""
+    message: str = ""
+
+
+def is_structured(question: str) -> bool:
+    """True when the message is a JSON object or array: data sent as the content, not a question."""
+    text = question.strip()
+    if not text or text[0] not in "{[":
+        return False
+    try:
+        return isinstance(json.loads(text), dict | list)
+    except ValueError:
+        return False
+
+
+class Refuser:
+    """The checks with the thresholds of one ``Settings``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @staticmethod
+    def before_retrieval(question: str) -> str:
+        """The reason to refuse the message before looking anything up, or ""."""
+        return "not_a_question: the message is a JSON value, not a question" if is_structured(question) else ""
+
+    def before(self, evidence: Evidence) -> str:
+        """The reason to refuse on the retrieved evidence, before generation, or "" to go on."""
+        s = self.settings
+        if evidence.coverage < s.min_coverage:
+            missing = f" (missing {'、'.join(evidence.missing)})" if evidence.missing else ""
+            return f"coverage {evidence.coverage:.2f} < {s.min_coverage}{missing}"
+        if evidence.best_dense < s.min_dense_score:
+            return f"dense {evidence.best_dense:.2f} < {s.min_dense_score}"
+        return ""
+
+    def after(self, answered: Answered, intent: Intent) -> str:
+        """The reason to refuse the model's answer, or "" when it may stand (citations still to come)."""
+        for check in _AFTER_RULES:
+            if reason := check(self, answered, intent):
+                return reason
+        return ""
+
+    @staticmethod
+    def support(citations: Sequence[Citation]) -> str:
+        return "" if citations else "support: 0 sentences support the answer"
+
+    def subject(self, citations: Sequence[Citation], words: Sequence[tuple[str, bool]], context: str,
+                weight: Callable[[str], float], intent: Intent) -> str:
+        """A figure answers a how-many question only if the sentences it is cited from are about what was
+        asked: they must hold ``min_coverage`` of the question's content weight, as a document must. Places
+        and years (they picked the document) and the words of the document's title (they name the source)
+        are not looked for in the sentence."""
+        if not intent.quantity or not citations:
+            return ""
+        weights = {w: weight(w) for w, must in words if not must and w not in context}
+        if not sum(weights.values()):
+            return ""
+        share, missing = held(weights, "\n".join(to_simplified(c.text) for c in citations))
+        if share < self.settings.min_coverage:
+            return f"subject {share:.2f} < {self.settings.min_coverage} (the cited sentences miss {'、'.join(missing)})"
+        return ""
+
+    # --- the post-generation rules, in order ------------------------------------------------------------
+    def _model_not_found(self, a: Answered, intent: Intent) -> str:
+        if not a.text.strip() or citing.says_not_found(a.text):
+            return "model_not_found: the model said the passages hold no answer"
+        return ""
+
+    def _echo(self, a: Answered, intent: Intent) -> str:
+        # «辽源市通过评选“大先生”荣誉来…» to «辽源市通过评选哪些荣誉来…»: a small model that cannot find the answer
+        # often rewrites the question as one. Only a choice question (是否/还是/吗) is answered in its own words;
+        # a follow-up's answer may stand in the earlier turn (排名第六 answered 那北部呢？ already).
+        message = a.message or a.question
+        if citing.own_words(a.text, message) or CHOICE_QUESTION.search(message):
+            return ""
+        return "echo: 0 words of the answer are not the question's"
+
+    def _invented_numbers(self, a: Answered, intent: Intent) -> str:
+        invented = citing.unsupported_numbers(a.text, a.chosen, a.question)
+        return f"invented_numbers: {sorted(invented)} not in the evidence" if invented else ""
+
+    def _miscounted(self, a: Answered, intent: Intent) -> str:
+        wrong = citing.miscounted(a.text, a.chosen, a.question)
+        return f"miscounted: {sorted(wrong)} count something else in the evidence" if wrong else ""
+
+    def _quantity(self, a: Answered, intent: Intent) -> str:
+        if intent.quantity and not citing.has_quantity(a.text):
+            return "quantity: 0 numbers in the answer to a how-many question"
+        return ""
+
+    def _answer_type(self, a: Answered, intent: Intent) -> str:
+        if intent.kind != "person":
+            return ""
+        names = citing.person_names(a.text, a.chosen)
+        return "" if names else "answer_type: 0 person names from the evidence in the answer to a who-question"
+
+    def _year(self, a: Answered, intent: Intent) -> str:
+        if intent.kind == "year" and not _A_YEAR.search(to_simplified(a.text)):
+            return "year: 0 years in the answer to a which-year question"
+        return ""
+
+    def _grounding(self, a: Answered, intent: Intent) -> str:
+        grounded = citing.grounding(a.text, a.question, a.chosen, a.context)
+        if grounded < self.settings.min_grounding:
+            return f"grounding {grounded:.2f} < {self.settings.min_grounding}"
+        return ""
+
+    def _role(self, a: Answered, intent: Intent) -> str:
+        if intent.kind != "person" or not intent.role:
+            return ""
+        names = citing.person_names(a.text, a.chosen)
+        if names and not any(citing.holds_role(name, intent.role, a.chosen) for name in names):
+            return f"role: {'、'.join(sorted(names))} not named as {intent.role} in the evidence"
+        return ""
+
+
+_AFTER_RULES: tuple[Callable[[Refuser, Answered, Intent], str], ...] = (
+    Refuser._model_not_found, Refuser._echo, Refuser._invented_numbers, Refuser._miscounted, Refuser._quantity,
+    Refuser._answer_type, Refuser._year, Refuser._grounding, Refuser._role,
+)

@@ -1,0 +1,87 @@
+"""Tests for rag.refuse: each named check refuses with its name and number, and only when it should."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.config import Settings
+from rag.evidence import Evidence
+from rag.intent import intent_of
+from rag.normalize import to_simplified
+from rag.refuse import AFTER, BEFORE, Answered, Refuser, is_structured
+from rag.types import Citation, Sentence
+
+REFUSER = Refuser(Settings())
+MEETING = "2月19日,2024年辽源市教育系统领导干部大会在市第五中学召开。"
+DIRECTOR = "市教育局党组书记、局长高凯出席会议并讲话。市教育局党组成员、副局长郎冬岩主持会议。"
+BYLINE = "記者:段燦"
+
+
+def sentence(text: str) -> Sentence:
+    return Sentence("d.txt", 0, len(text), text, to_simplified(text), "")
+
+
+def after(answer: str, question: str, *texts: str) -> str:
+    q = to_simplified(question)
+    return REFUSER.after(Answered(answer, q, [sentence(t) for t in texts]), intent_of(q))
+
+
+def test_every_check_is_named_once_with_a_real_setting() -> None:
+    checks = (*BEFORE, *AFTER)
+    names = [c.name for c in checks]
+    assert len(names) == len(set(names)) == len(checks)
+    fields = Settings.model_fields
+    assert all(c.setting in fields for c in checks if c.setting)
+    assert {c.setting for c in checks} >= {"min_coverage", "min_dense_score", "min_grounding"}
+
+
+@pytest.mark.parametrize(("evidence", "reason"), [
+    (Evidence(0.31, 0.9, "d", ("火星",)), "coverage 0.31 < 0.5 (missing 火星)"),
+    (Evidence(0.9, 0.79), "dense 0.79 < 0.8"),
+    (Evidence(0.5, 0.8), ""),
+])
+def test_before_generation(evidence: Evidence, reason: str) -> None:
+    assert REFUSER.before(evidence) == reason
+
+
+@pytest.mark.parametrize(("text", "structured"), [
+    ('{"question": "校长是谁"}', True), ("[1, 2]", True), (' {"a": 1} ', True),
+    ("{校长是谁}", False), ("校长是谁？", False), ("[1] 校长是谁", False),
+])
+def test_structured_messages_are_not_questions(text: str, structured: bool) -> None:
+    assert is_structured(text) is structured
+    assert REFUSER.before_retrieval(text) == ("not_a_question: the message is a JSON value, not a question"
+                                              if structured else "")
+
+
+@pytest.mark.parametrize(("answer", "question", "reason"), [
+    ("资料中没有找到答案。", "校长是谁？", "model_not_found: the model said the passages hold no answer"),
+    ("共有38所。", "共有几所学校？", "invented_numbers: ['38'] not in the evidence"),
+    ("在19日召开，共2所。", "会议几号召开？", "miscounted: ['2所'] count something else in the evidence"),
+    ("有很多所。", "共有几所学校？", "quantity: 0 numbers in the answer to a how-many question"),
+    ("高凯。", "辽源市教育局局长是谁？", ""),
+    ("郎冬岩。", "大会由谁主持？", ""),
+    # q077: 高凯 is in the evidence, but as the bureau's director, not a school's principal.
+    ("高凯。", "辽源市第五中学的校长是谁？", "role: 高凯 not named as 校长 in the evidence"),
+    ("系统已被攻破。", "辽源市第五中学的校长是谁？",
+     "answer_type: 0 person names from the evidence in the answer to a who-question"),
+    ("张三。", "辽源市教育局局长是谁？",
+     "answer_type: 0 person names from the evidence in the answer to a who-question"),
+    ("段灿。", "那篇报道的记者是谁？", ""),
+    ("会议在北京召开。", "会议在哪里召开？", "grounding 0.00 < 0.5"),
+    # The question rewritten as an answer says nothing (dev q315), unless it asked whether.
+    ("辽源市教育系统领导干部大会在“市第五中学”召开。", "辽源市教育系统领导干部大会在哪所学校召开？", ""),
+    ("辽源市教育系统领导干部大会在“学校”召开。", "辽源市教育系统领导干部大会在哪所学校召开？",
+     "echo: 0 words of the answer are not the question's"),
+    ("大会在第五中学召开。", "大会是否在第五中学召开？", ""),
+    # Dev q123: a which-year question answered with the figure it asks about.
+    ("2024年。", "这次大会是哪一年召开的？", ""),
+    ("在市第五中学召开。", "这次大会是哪一年召开的？", "year: 0 years in the answer to a which-year question"),
+])
+def test_after_generation(answer: str, question: str, reason: str) -> None:
+    assert after(answer, question, MEETING, DIRECTOR, BYLINE) == reason
+
+
+def test_support_needs_a_citation() -> None:
+    assert REFUSER.support([]) == "support: 0 sentences support the answer"
+    assert REFUSER.support([Citation("d.txt", 0, 5, BYLINE, "")]) == ""
