@@ -11,9 +11,9 @@ from rag.normalize import to_simplified
 
 # One clause: the text between clause and sentence punctuation.
 CLAUSE = re.compile(r"[^，,；;：:。！？!?]+")
-# An ordinal that opens an item sentence: 一是…, 首先…, 第二，…
 # A question answered yes or no, or by picking one of its own options: its answer may use only its words.
 CHOICE_QUESTION = re.compile(r"是否|还是|是不是|有没有|吗")
+# An ordinal that opens an item sentence: 一是…, 首先…, 第二，…
 ORDINAL = re.compile(r"^(?:[一二三四五六七八九十]+是|首先|其次|再次|最后|第[一二三四五六七八九十]+[,，、是])")
 _QUANTITY_QUESTION = re.compile(r"多少|几[个名所项位次年月日天人家条种类岁倍处批届期]")
 

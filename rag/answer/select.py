@@ -34,7 +34,6 @@ def answer_lead(choice: Choice, chosen: Sequence[Sentence]) -> str:
     return f"{CHOOSE}{choice.said}\n依据：{''.join(s.text for s in chosen)}\n回答："
 
 
-
 def follow_up_sources(sources: Sequence[Sentence], terms: Sequence[str],
                       weight: Callable[[str], float]) -> list[Sentence]:
     """A follow-up's sentences to answer from as the model is shown them: each narrowed to the clause its own

@@ -164,16 +164,19 @@ def _after_answer_mark(text: str) -> str:
 
 def _leading(messages: Sequence[Message], lead: str) -> list[Message]:
     """The messages with the assistant's turn so far (``lead``) written at the end of the user's, to go on from."""
-    *earlier, last = messages
-    return [*earlier, {"role": last["role"], "content": f"{last['content']}\n请接着写：\n{lead}"}]
+    return _appended(messages, f"请接着写：\n{lead}")
 
 
 def _answer_after(messages: Sequence[Message], lead: str) -> list[Message]:
     """The messages asking for the answer alone after the turn so far (``lead``, up to 回答：): asked to go on
     from the lead, a chat model tends to write the lead again and stop before its answer."""
+    return _appended(messages, f"{lead.removesuffix(_ANSWER_MARK).rstrip()}\n请只写出简短的{_ANSWER_MARK}")
+
+
+def _appended(messages: Sequence[Message], tail: str) -> list[Message]:
+    """The messages with ``tail`` on a new line at the end of the last one."""
     *earlier, last = messages
-    done = lead.removesuffix(_ANSWER_MARK).rstrip()
-    return [*earlier, {"role": last["role"], "content": f"{last['content']}\n{done}\n请只写出简短的{_ANSWER_MARK}"}]
+    return [*earlier, {"role": last["role"], "content": f"{last['content']}\n{tail}"}]
 
 
 def _json(text: str, url: str) -> dict[str, Any]:
