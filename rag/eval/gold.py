@@ -13,6 +13,7 @@ from typing import Any
 import opencc
 
 from rag.errors import RagError
+from rag.types import Citation
 
 
 class EvalError(RagError):
@@ -201,6 +202,14 @@ def group_found(answer_text: str, group: Sequence[str]) -> bool:
     """True when one of the ``group``'s alternatives is in the answer (both normalized)."""
     answer = normalize(answer_text)
     return any(normalize(s) in answer for s in group)
+
+
+def is_right(text: str, refused: bool, citations: Sequence[Citation], item: GoldItem) -> bool:
+    """An unanswerable question is answered right only by refusing; an answerable one by an answer that holds
+    every ``must`` group. No answer may say, nor cite, what it must not."""
+    right = refused if item.doc is None else not refused and is_correct(text, item.must)
+    return right and not says_any(text, item.must_not) and not any(says_any(c.text, item.must_not)
+                                                                  for c in citations)
 
 
 def says_any(answer_text: str, forbidden: Sequence[str]) -> bool:

@@ -27,8 +27,8 @@ from rag.eval.gold import (
     doc_matches,
     doc_rank,
     is_correct,
+    is_right,
     load_gold,
-    says_any,
     select_items,
 )
 from rag.eval.metrics import AnswerOutcome, CitationCheck, QuestionResult, RetrievalOutcome, compute_metrics
@@ -69,10 +69,7 @@ def _retrieve(backend: Backend, item: GoldItem, expected: str, k: int) -> Retrie
 
 def _answer(backend: Backend, item: GoldItem, checker: SpanChecker) -> AnswerOutcome:
     reply = backend.ask(item.messages)
-    # An unanswerable question is answered correctly only by refusing; no answer may say what it must not.
-    correct = reply.refused if item.doc is None else not reply.refused and is_correct(reply.text, item.must)
-    correct = correct and not says_any(reply.text, item.must_not)
-    correct = correct and not any(says_any(c.text, item.must_not) for c in reply.citations)  # nor cite it
+    correct = is_right(reply.text, reply.refused, reply.citations, item)
     checks = tuple(_check_citation(c, item.doc, checker) for c in reply.citations)
     shown = None if item.doc is None or reply.context is None else is_correct("\n".join(reply.context), item.must)
     return AnswerOutcome(reply, correct, checks, shown)

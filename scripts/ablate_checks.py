@@ -1,0 +1,242 @@
+"""What each refusal check of the rules stage (``rag.refuse``) earns: the same model answers, replayed with
+every check and with each one removed.
+
+    RAG_MODELS_DIR=models .venv/bin/python scripts/ablate_checks.py --gold dev --drafts /tmp/ab/dev.jsonl
+    RAG_MODELS_DIR=models .venv/bin/python scripts/ablate_checks.py --cmrc tune --limit 60 \\
+        --archive eval/runs/cmrc2018/archive --drafts /tmp/ab/cmrc-tune.jsonl
+    .venv/bin/python scripts/ablate_checks.py --replay /tmp/ab/dev.jsonl /tmp/ab/cmrc-tune.jsonl --prune
+
+The checks after generation only decide what of the model's text is sent; they never change what the model
+writes. So the model answers each question once (``--drafts``: its streamed pieces are kept, and reused when
+the file is there), and the stage's own streaming verifier (``RagService._verdict`` in a
+``StreamVerifier``, the longest passing clause prefix included) is replayed over them with a set of checks
+left out. ``dense`` refuses before generation: the model is asked those questions too, and the replay refuses
+them unless ``dense`` is left out. ``coverage`` is not ablated: it also picks the documents the model reads.
+A row says, per variant: answerable right, false refusal (answerable refused), unanswerable refused, and
+against all checks, how many questions it turns right and wrong. ``--prune`` removes, one at a time, the
+check whose removal loses nothing on the files given (the tuning runs), until each one left costs answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from rag.answer.verify import StreamVerifier  # noqa: E402
+from rag.config import Settings  # noqa: E402
+from rag.eval import cmrc  # noqa: E402
+from rag.eval.backends import Reply  # noqa: E402
+from rag.eval.gold import is_right, load_gold, select_items  # noqa: E402
+from rag.generate import Completion  # noqa: E402
+from rag.refuse import _AFTER_RULES, Answered, Refuser  # noqa: E402
+from rag.service import Plan, RagService, build_service  # noqa: E402
+
+# The checks of fact or of form stay whatever they measure: the model said it found nothing; a number that
+# stands in no source is invented; an answer no sentence supports cannot be cited.
+FACTS = ("not_a_question", "model_not_found", "invented_numbers", "support")
+GUESSES = ("dense", "echo", "miscounted", "quantity", "answer_type", "year", "grounding", "role", "subject")
+
+
+class Ablated(Refuser):
+    """The rules stage's checks without those named in ``skip``."""
+
+    def __init__(self, settings: Settings, skip: Iterable[str] = ()) -> None:
+        super().__init__(settings)
+        self.skip = frozenset(skip)
+
+    def before(self, evidence: Any) -> str:
+        reason = super().before(evidence)
+        return "" if reason.split(" ", 1)[0] in self.skip else reason
+
+    def after(self, answered: Answered, intent: Any) -> str:
+        for check in _AFTER_RULES:
+            if check.__name__.lstrip("_") not in self.skip and (reason := check(self, answered, intent)):
+                return reason
+        return ""
+
+    def subject(self, *args: Any) -> str:
+        return "" if "subject" in self.skip else super().subject(*args)
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    messages: list[dict[str, str]]
+    right: Any  # (text, refused, citations) -> bool
+    answerable: bool
+    kind: str = ""
+
+
+def gold_questions(split: str, limit: int | None) -> list[Question]:
+    items = select_items(load_gold(REPO / "eval" / "gold.jsonl"), limit=limit, split=split)
+    return [Question(i.id, i.messages, lambda t, r, c, i=i: is_right(t, r, c, i), i.answerable, i.type)
+            for i in items]
+
+
+def cmrc_questions(part: str, limit: int | None) -> list[Question]:
+    bench = cmrc.load_cmrc(cmrc.resolve_benchmark("cmrc2018"))
+    return [Question(q.id, [{"role": "user", "content": q.question}],
+                     lambda t, r, c, q=q: cmrc.is_right(Reply(t, tuple(c), r, None, 0.0, None), q), q.answerable)
+            for q in cmrc.select_questions(bench, part, limit=limit)]
+
+
+def draft(service: RagService, question: Question) -> dict[str, Any]:
+    """What the full stage refuses before generation, and the model's streamed pieces when it is asked."""
+    service.refuser = Refuser(service.settings)
+    before = service.prepare(question.messages).refusal
+    service.refuser = Ablated(service.settings, {"dense"})
+    plan = service.prepare(question.messages)
+    pieces: list[str] = []
+    if not plan.refusal:
+        for item in service.generator.stream(plan.chat, service.settings.max_tokens, service.settings.temperature):
+            if not isinstance(item, Completion):
+                pieces.append(item)
+    return {"id": question.id, "before": before, "refusal": plan.refusal, "pieces": pieces}
+
+
+def replay(service: RagService, question: Question, row: dict[str, Any], skip: frozenset[str],
+           plans: dict[str, Plan]) -> tuple[bool, bool]:
+    """(right, refused) of the stage without the checks in ``skip``, on the model's recorded answer. The
+    plan does not depend on the checks after generation: it is made once (``plans``)."""
+    if row["refusal"] or (row["before"] and "dense" not in skip):
+        return question.right("", True, ()), True
+    if question.id not in plans:
+        service.refuser = Ablated(service.settings, {"dense"})
+        plans[question.id] = service.prepare(question.messages)
+    plan = plans[question.id]
+    service.refuser = Ablated(service.settings, skip)
+    verifier = StreamVerifier(lambda text: service._verdict(text, plan), plan.traditional,
+                              service._completer(plan) if plan.intent.kind == "list" else None)
+    for piece in row["pieces"]:
+        verifier.feed(piece)
+    verdict, _ = verifier.finish("".join(row["pieces"]))
+    refused = bool(verdict.reason)
+    return question.right("" if refused else verifier.sent, refused, verdict.citations), refused
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gold", help="gold split to draft (dev, test)")
+    parser.add_argument("--cmrc", help="CMRC 2018 part to draft (tune, report)")
+    parser.add_argument("--archive", type=Path, help="the CMRC archive folder (corpus/, index/) of a rag eval run")
+    parser.add_argument("--limit", type=int)
+    parser.add_argument("--drafts", type=Path, help="the drafts file to write (or reuse)")
+    parser.add_argument("--replay", type=Path, nargs="*", default=[], help="drafts files to replay together")
+    parser.add_argument("--prune", action="store_true", help="remove checks that lose nothing, one at a time")
+    args = parser.parse_args()
+    if args.drafts:
+        make_drafts(args)
+        args.replay = [*args.replay, args.drafts]
+    runs = [load_run(path) for path in args.replay]
+    report(runs, args.prune)
+
+
+def service_for(meta: dict[str, Any], generate: bool) -> RagService:
+    settings = Settings()
+    if meta.get("archive"):
+        settings = cmrc.archive_settings(settings, Path(meta["archive"]))
+    return build_service(settings, generate=generate)
+
+
+def questions_for(meta: dict[str, Any]) -> list[Question]:
+    return gold_questions(meta["gold"], meta["limit"]) if meta.get("gold") else \
+        cmrc_questions(meta["cmrc"], meta["limit"])
+
+
+def make_drafts(args: argparse.Namespace) -> None:
+    meta = {"gold": args.gold, "cmrc": args.cmrc, "limit": args.limit,
+            "archive": str(args.archive.resolve()) if args.archive else None}
+    done = {}
+    if args.drafts.is_file():
+        lines = args.drafts.read_text("utf-8").splitlines()
+        if lines and json.loads(lines[0]) == {"meta": meta}:
+            done = {r["id"]: r for r in map(json.loads, lines[1:])}
+    service = service_for(meta, generate=True)
+    args.drafts.parent.mkdir(parents=True, exist_ok=True)
+    with args.drafts.open("w", encoding="utf-8") as out:
+        out.write(json.dumps({"meta": meta}) + "\n")
+        for n, question in enumerate(questions_for(meta), 1):
+            row = done.get(question.id) or draft(service, question)
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            out.flush()
+            print(f"\r{n} drafted", end="", file=sys.stderr)
+    print(file=sys.stderr)
+
+
+@dataclass
+class Run:
+    name: str
+    service: RagService
+    questions: list[Question]
+    rows: dict[str, dict[str, Any]]
+    plans: dict[str, Plan] = field(default_factory=dict)
+
+
+def load_run(path: Path) -> Run:
+    lines = path.read_text("utf-8").splitlines()
+    meta = json.loads(lines[0])["meta"]
+    rows = {r["id"]: r for r in map(json.loads, lines[1:])}
+    questions = [q for q in questions_for(meta) if q.id in rows]
+    return Run(path.stem, service_for(meta, generate=False), questions, rows)
+
+
+Outcome = dict[str, tuple[bool, bool]]  # question id -> (right, refused)
+
+
+def outcomes(runs: Sequence[Run], skip: frozenset[str]) -> list[Outcome]:
+    return [{q.id: replay(r.service, q, r.rows[q.id], skip, r.plans) for q in r.questions} for r in runs]
+
+
+def row_of(name: str, runs: Sequence[Run], result: list[Outcome], base: list[Outcome]) -> str:
+    cells = []
+    for run, got, ref in zip(runs, result, base, strict=True):
+        questions = run.questions
+        answerable = [q for q in questions if q.answerable]
+        absent = [q for q in questions if not q.answerable]
+        right = sum(got[q.id][0] for q in answerable) / max(len(answerable), 1)
+        false = sum(got[q.id][1] for q in answerable) / max(len(answerable), 1)
+        refused = sum(got[q.id][1] for q in absent) / max(len(absent), 1)
+        gained = sum(got[q.id][0] and not ref[q.id][0] for q in questions)
+        lost = sum(ref[q.id][0] and not got[q.id][0] for q in questions)
+        cells.append(f"{right:.3f} / {false:.3f} / {refused:.3f} (+{gained} −{lost})")
+    return f"| {name} | " + " | ".join(cells) + " |"
+
+
+def score(result: list[Outcome]) -> int:
+    return sum(right for outcome in result for right, _ in outcome.values())
+
+
+def report(runs: Sequence[Run], prune: bool) -> None:
+    names = [r.name for r in runs]
+    print("| variant | " + " | ".join(f"{n}: accuracy / false refusal / unanswerable refused (+right −right)"
+                                       for n in names) + " |")
+    print("|---|" + "---|" * len(names))
+    skip: frozenset[str] = frozenset()
+    base = outcomes(runs, skip)
+    print(row_of("all checks", runs, base, base))
+    for check in GUESSES:
+        print(row_of(f"− `{check}`", runs, outcomes(runs, frozenset({check})), base))
+    if not prune:
+        return
+    while True:
+        current = outcomes(runs, skip)
+        trials = {c: score(outcomes(runs, skip | {c})) - score(current) for c in GUESSES if c not in skip}
+        if not trials or max(trials.values()) < 0:
+            break
+        best = max(trials, key=lambda c: (trials[c], c))
+        skip = skip | {best}
+        print(f"pruned `{best}` ({trials[best]:+d} right on these runs); left: "
+              f"{', '.join(c for c in GUESSES if c not in skip)}")
+    print(row_of("without " + ", ".join(f"`{c}`" for c in sorted(skip)), runs, outcomes(runs, skip), base))
+
+
+if __name__ == "__main__":
+    main()
