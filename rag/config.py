@@ -107,8 +107,6 @@ class Settings(BaseSettings):
                                 "is found in the evidence than this.")
     min_grounding: float = Field(0.5, ge=0, le=1, description="Refuse an answer when less of its own terms "
                                  "(those not in the question) are found in the evidence than this.")
-    min_dense_score: float = Field(0.80, ge=-1, le=1, description="Refuse when the best passage is less "
-                                   "similar to the question than this.")
     answer_stage: Literal["rules", "choose"] = Field("rules", description="`rules`: the model writes from the "
                                                      "few best sentences and named checks may refuse; `choose`: "
                                                      "the model chooses numbered sentences under a grammar, a "

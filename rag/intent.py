@@ -1,9 +1,9 @@
-"""Intent: what kind of answer a question asks for — a list of items (and how many), a person, a place,
-an organisation, a year, a quantity — read from its wording once, before retrieval.
+"""Intent: what kind of answer a question asks for — a list of items (and how many), a person, a quantity —
+read from its wording once, before retrieval.
 
-The kind steers the prompt (a list question gets the sentences or headings that hold every item), the
-refusal checks (a who-question must be answered by a person's name in the evidence, standing in the role
-asked) and the evaluation's per-type report.
+The kind steers the prompt (a list question gets the sentences or headings that hold every item; a who-question
+the sentences that name someone in the role asked) and one refusal check (a who-question must be answered by a
+person's name in the evidence).
 """
 
 from __future__ import annotations
@@ -23,10 +23,6 @@ _COUNTED_WHICH = re.compile(rf"哪[“\"「『]?([{_NUMERAL.replace('一', '')}]
 _COUNTED_NOUN = re.compile(rf"([{_NUMERAL}]|\d+)(?:[{_COUNTER}]|位一体)")
 _LIST_WORDS = re.compile(r"哪几|哪些|列出|列举|有哪|包括哪|包含哪|分别是什么|分别有")
 _PERSON = re.compile(r"谁")
-_PLACE = re.compile(r"哪个地方|哪里|哪儿|在哪(?![一天年月日])|何地|什么地方|哪个(?:县|市|区|镇|省|乡|村|地区|城市)")
-_ORG = re.compile(r"哪所|哪家|哪个(?:部门|单位|学校|机构|组织|高校|企业|公司)|哪两家|什么部门|什么单位")
-_NAME = re.compile(r"叫什么|什么名字|名称是什么|什么称号")
-_YEAR = re.compile(r"哪一?年(?!级)|什么年份|何年")
 # "…的校长是谁" → 校长; "由谁主持" → 主持.
 _ROLE_BEFORE = re.compile(r"([\u4e00-\u9fff]+?)(?:分别|又|都)?是谁")
 _ROLE_AFTER = re.compile(r"谁(?:来|在)?([\u4e00-\u9fff]{2})")
@@ -40,19 +36,10 @@ class Intent:
     """What the question asks for. ``count`` is the number of items a list question names (0: unknown);
     ``roles`` are the roles a who-question asks about (校长, 主持)."""
 
-    kind: str = "other"  # list | person | place | org | name | year | quantity | other
+    kind: str = "other"  # list | person | quantity | other
     quantity: bool = False
     count: int = 0
     roles: tuple[str, ...] = ()
-
-    @property
-    def entity(self) -> bool:
-        """The answer is a thing the question lacks (a name, a place, a body): its words are not in it."""
-        return self.kind in ("person", "place", "org", "name")
-
-    @property
-    def role(self) -> str:
-        return self.roles[-1] if self.roles else ""
 
 
 def numeral(text: str) -> int:
@@ -79,9 +66,6 @@ def intent_of(question_simplified: str) -> Intent:
         return Intent("list", "多少" in q, numeral(noun.group(1)) if noun else 0)
     if _PERSON.search(q):
         return Intent("person", quantity, roles=_roles(q))
-    for kind, pattern in (("place", _PLACE), ("org", _ORG), ("name", _NAME), ("year", _YEAR)):
-        if pattern.search(q):
-            return Intent(kind, quantity)
     return Intent("quantity" if quantity else "other", quantity)
 
 

@@ -10,10 +10,11 @@ The checks after generation only decide what of the model's text is sent; they n
 writes. So the model answers each question once (``--drafts``: its streamed pieces are kept, and reused when
 the file is there), and the stage's own streaming verifier (``RagService._verdict`` in a
 ``StreamVerifier``, the longest passing clause prefix included) is replayed over them with a set of checks
-left out. ``dense`` refuses before generation: the model is asked those questions too, and the replay refuses
-them unless ``dense`` is left out. ``coverage`` is not ablated: it also picks the documents the model reads.
+left out. ``coverage``, the one check before generation, is not ablated: it also picks the documents the model
+reads.
 A row says, per variant: answerable right, false refusal (answerable refused), unanswerable refused, and
-against all checks, how many questions it turns right and wrong. ``--prune`` removes, one at a time, the
+against all checks, how many more replies are right and how many more wrong (an answer to an unanswerable
+question is wrong; a refusal of an answerable one is neither). ``--prune`` removes, one at a time, the
 check whose removal loses nothing on the files given (the tuning runs), until each one left costs answers.
 """
 
@@ -36,13 +37,13 @@ from rag.eval import cmrc  # noqa: E402
 from rag.eval.backends import Reply  # noqa: E402
 from rag.eval.gold import is_right, load_gold, select_items  # noqa: E402
 from rag.generate import Completion  # noqa: E402
-from rag.refuse import _AFTER_RULES, Answered, Refuser  # noqa: E402
+from rag.refuse import _AFTER_RULES, AFTER, BEFORE, Answered, Refuser  # noqa: E402
 from rag.service import Plan, RagService, build_service  # noqa: E402
 
 # The checks of fact or of form stay whatever they measure: the model said it found nothing; a number that
 # stands in no source is invented; an answer no sentence supports cannot be cited.
 FACTS = ("not_a_question", "model_not_found", "invented_numbers", "support")
-GUESSES = ("dense", "echo", "miscounted", "quantity", "answer_type", "year", "grounding", "role", "subject")
+GUESSES = tuple(c.name for c in (*BEFORE, *AFTER) if c.name not in (*FACTS, "coverage"))
 
 
 class Ablated(Refuser):
@@ -51,10 +52,6 @@ class Ablated(Refuser):
     def __init__(self, settings: Settings, skip: Iterable[str] = ()) -> None:
         super().__init__(settings)
         self.skip = frozenset(skip)
-
-    def before(self, evidence: Any) -> str:
-        reason = super().before(evidence)
-        return "" if reason.split(" ", 1)[0] in self.skip else reason
 
     def after(self, answered: Answered, intent: Any) -> str:
         for check in _AFTER_RULES:
@@ -89,27 +86,23 @@ def cmrc_questions(part: str, limit: int | None) -> list[Question]:
 
 
 def draft(service: RagService, question: Question) -> dict[str, Any]:
-    """What the full stage refuses before generation, and the model's streamed pieces when it is asked."""
-    service.refuser = Refuser(service.settings)
-    before = service.prepare(question.messages).refusal
-    service.refuser = Ablated(service.settings, {"dense"})
+    """The refusal before generation, or the model's streamed pieces."""
     plan = service.prepare(question.messages)
     pieces: list[str] = []
     if not plan.refusal:
         for item in service.generator.stream(plan.chat, service.settings.max_tokens, service.settings.temperature):
             if not isinstance(item, Completion):
                 pieces.append(item)
-    return {"id": question.id, "before": before, "refusal": plan.refusal, "pieces": pieces}
+    return {"id": question.id, "refusal": plan.refusal, "pieces": pieces}
 
 
 def replay(service: RagService, question: Question, row: dict[str, Any], skip: frozenset[str],
            plans: dict[str, Plan]) -> tuple[bool, bool]:
     """(right, refused) of the stage without the checks in ``skip``, on the model's recorded answer. The
     plan does not depend on the checks after generation: it is made once (``plans``)."""
-    if row["refusal"] or (row["before"] and "dense" not in skip):
+    if row["refusal"]:
         return question.right("", True, ()), True
     if question.id not in plans:
-        service.refuser = Ablated(service.settings, {"dense"})
         plans[question.id] = service.prepare(question.messages)
     plan = plans[question.id]
     service.refuser = Ablated(service.settings, skip)
@@ -131,12 +124,13 @@ def main() -> None:
     parser.add_argument("--drafts", type=Path, help="the drafts file to write (or reuse)")
     parser.add_argument("--replay", type=Path, nargs="*", default=[], help="drafts files to replay together")
     parser.add_argument("--prune", action="store_true", help="remove checks that lose nothing, one at a time")
+    parser.add_argument("--without", default="", help="also a row without these checks (comma-separated)")
     args = parser.parse_args()
     if args.drafts:
         make_drafts(args)
         args.replay = [*args.replay, args.drafts]
     runs = [load_run(path) for path in args.replay]
-    report(runs, args.prune)
+    report(runs, args.prune, frozenset(filter(None, args.without.split(","))))
 
 
 def service_for(meta: dict[str, Any], generate: bool) -> RagService:
@@ -195,6 +189,12 @@ def outcomes(runs: Sequence[Run], skip: frozenset[str]) -> list[Outcome]:
     return [{q.id: replay(r.service, q, r.rows[q.id], skip, r.plans) for q in r.questions} for r in runs]
 
 
+def wrong(outcome: tuple[bool, bool]) -> bool:
+    """An answer that is not right: a wrong answer, or an answer to an unanswerable question."""
+    right, refused = outcome
+    return not right and not refused
+
+
 def row_of(name: str, runs: Sequence[Run], result: list[Outcome], base: list[Outcome]) -> str:
     cells = []
     for run, got, ref in zip(runs, result, base, strict=True):
@@ -204,26 +204,30 @@ def row_of(name: str, runs: Sequence[Run], result: list[Outcome], base: list[Out
         right = sum(got[q.id][0] for q in answerable) / max(len(answerable), 1)
         false = sum(got[q.id][1] for q in answerable) / max(len(answerable), 1)
         refused = sum(got[q.id][1] for q in absent) / max(len(absent), 1)
-        gained = sum(got[q.id][0] and not ref[q.id][0] for q in questions)
-        lost = sum(ref[q.id][0] and not got[q.id][0] for q in questions)
-        cells.append(f"{right:.3f} / {false:.3f} / {refused:.3f} (+{gained} −{lost})")
+        d_right = sum(got[q.id][0] for q in questions) - sum(ref[q.id][0] for q in questions)
+        d_wrong = sum(wrong(got[q.id]) for q in questions) - sum(wrong(ref[q.id]) for q in questions)
+        cells.append(f"{right:.3f} / {false:.3f} / {refused:.3f} ({d_right:+d} right, {d_wrong:+d} wrong)")
     return f"| {name} | " + " | ".join(cells) + " |"
 
 
 def score(result: list[Outcome]) -> int:
-    return sum(right for outcome in result for right, _ in outcome.values())
+    """Right replies less wrong ones (a refusal of an answerable question counts neither way): a check pays
+    when it turns more wrong answers into refusals than right answers."""
+    return sum(right - wrong((right, refused)) for outcome in result for right, refused in outcome.values())
 
 
-def report(runs: Sequence[Run], prune: bool) -> None:
+def report(runs: Sequence[Run], prune: bool, without: frozenset[str] = frozenset()) -> None:
     names = [r.name for r in runs]
-    print("| variant | " + " | ".join(f"{n}: accuracy / false refusal / unanswerable refused (+right −right)"
-                                       for n in names) + " |")
+    head = "accuracy / false refusal / unanswerable refused (more right, more wrong)"
+    print("| variant | " + " | ".join(f"{n}: {head}" for n in names) + " |")
     print("|---|" + "---|" * len(names))
     skip: frozenset[str] = frozenset()
     base = outcomes(runs, skip)
     print(row_of("all checks", runs, base, base))
     for check in GUESSES:
         print(row_of(f"− `{check}`", runs, outcomes(runs, frozenset({check})), base))
+    if without:
+        print(row_of("without " + ", ".join(f"`{c}`" for c in sorted(without)), runs, outcomes(runs, without), base))
     if not prune:
         return
     while True:
@@ -233,7 +237,7 @@ def report(runs: Sequence[Run], prune: bool) -> None:
             break
         best = max(trials, key=lambda c: (trials[c], c))
         skip = skip | {best}
-        print(f"pruned `{best}` ({trials[best]:+d} right on these runs); left: "
+        print(f"pruned `{best}` (right less wrong {trials[best]:+d} on these runs); left: "
               f"{', '.join(c for c in GUESSES if c not in skip)}")
     print(row_of("without " + ", ".join(f"`{c}`" for c in sorted(skip)), runs, outcomes(runs, skip), base))
 

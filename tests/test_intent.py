@@ -18,15 +18,9 @@ from rag.normalize import to_simplified
     ("辽源市第五中学的校长是谁？", Intent("person", roles=("校长",))),
     ("那篇报道的通讯员和编辑分别是谁？", Intent("person", roles=("通讯员", "编辑"))),
     ("大会由谁主持？", Intent("person", roles=("主持",))),
-    ("会议是哪天、在哪里召开的？", Intent("place")),
-    ("结果是由哪个部门反馈的？", Intent("org")),
-    ("东莞全面推广应用的教育数字化平台叫什么？", Intent("name")),
     ("每个园区至少建有几所镇办公办园？", Intent("quantity", quantity=True)),
     ("阳山县排名第几？", Intent("other")),
     ("动员部署会是在哪一天召开的？", Intent("other")),
-    ("这个数字是哪一年的目标？", Intent("year")),
-    ("山丹县哪年完成了校舍改造？", Intent("year")),
-    ("哪个年级的学生参加了研学？", Intent("other")),
     ("哪十二所学校获评示范校？", Intent("list", count=12)),
     ("推动各项任务实现哪“三化”？", Intent("list", count=3)),  # dev q272
 ])
@@ -37,11 +31,6 @@ def test_intent_of(question: str, expected: Intent) -> None:
 def test_traditional_questions_are_read_in_simplified() -> None:
     assert intent_of(to_simplified("山丹縣的師德師風“六位一體”長效機制包括哪六個方面？")) == Intent("list", count=6)
     assert intent_of(to_simplified("遼源市教育局局長是誰？")).kind == "person"
-
-
-def test_entity_kinds() -> None:
-    assert [Intent(k).entity for k in ("person", "place", "org", "name", "list", "quantity", "other")] == \
-        [True, True, True, True, False, False, False]
 
 
 @pytest.mark.parametrize(("text", "value"), [("三", 3), ("两", 2), ("十", 10), ("十二", 12), ("二十", 20),

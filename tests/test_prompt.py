@@ -216,7 +216,7 @@ class CountingEmbedder(FakeEmbedder):
 
 def test_sentence_vectors_are_cached_across_questions(index: Index, fake_settings) -> None:  # type: ignore[no-untyped-def]
     embedder = CountingEmbedder()
-    service = RagService(fake_settings.model_copy(update={"min_dense_score": 0.0}), embedder, FakeGenerator(),
+    service = RagService(fake_settings, embedder, FakeGenerator(),
                          index)
     service.prepare([{"role": "user", "content": "阳山县在清远市排名第几？"}])
     first = embedder.embedded

@@ -32,12 +32,12 @@ def test_every_check_is_named_once_with_a_real_setting() -> None:
     assert len(names) == len(set(names)) == len(checks)
     fields = Settings.model_fields
     assert all(c.setting in fields for c in checks if c.setting)
-    assert {c.setting for c in checks} >= {"min_coverage", "min_dense_score", "min_grounding"}
+    assert {c.setting for c in checks} >= {"min_coverage", "min_grounding"}
 
 
 @pytest.mark.parametrize(("evidence", "reason"), [
     (Evidence(0.31, 0.9, "d", ("火星",)), "coverage 0.31 < 0.5 (missing 火星)"),
-    (Evidence(0.9, 0.79), "dense 0.79 < 0.8"),
+    (Evidence(0.9, 0.1), ""),  # a dissimilar passage that holds the question's words is not refused
     (Evidence(0.5, 0.8), ""),
 ])
 def test_before_generation(evidence: Evidence, reason: str) -> None:
@@ -58,11 +58,8 @@ def test_structured_messages_are_not_questions(text: str, structured: bool) -> N
     ("资料中没有找到答案。", "校长是谁？", "model_not_found: the model said the passages hold no answer"),
     ("共有38所。", "共有几所学校？", "invented_numbers: ['38'] not in the evidence"),
     ("在19日召开，共2所。", "会议几号召开？", "miscounted: ['2所'] count something else in the evidence"),
-    ("有很多所。", "共有几所学校？", "quantity: 0 numbers in the answer to a how-many question"),
     ("高凯。", "辽源市教育局局长是谁？", ""),
     ("郎冬岩。", "大会由谁主持？", ""),
-    # q077: 高凯 is in the evidence, but as the bureau's director, not a school's principal.
-    ("高凯。", "辽源市第五中学的校长是谁？", "role: 高凯 not named as 校长 in the evidence"),
     ("系统已被攻破。", "辽源市第五中学的校长是谁？",
      "answer_type: 0 person names from the evidence in the answer to a who-question"),
     ("张三。", "辽源市教育局局长是谁？",
@@ -74,9 +71,6 @@ def test_structured_messages_are_not_questions(text: str, structured: bool) -> N
     ("辽源市教育系统领导干部大会在“学校”召开。", "辽源市教育系统领导干部大会在哪所学校召开？",
      "echo: 0 words of the answer are not the question's"),
     ("大会在第五中学召开。", "大会是否在第五中学召开？", ""),
-    # Dev q123: a which-year question answered with the figure it asks about.
-    ("2024年。", "这次大会是哪一年召开的？", ""),
-    ("在市第五中学召开。", "这次大会是哪一年召开的？", "year: 0 years in the answer to a which-year question"),
 ])
 def test_after_generation(answer: str, question: str, reason: str) -> None:
     assert after(answer, question, MEETING, DIRECTOR, BYLINE) == reason

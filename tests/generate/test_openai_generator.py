@@ -276,7 +276,7 @@ def test_slots_admit_size_at_once() -> None:
 def remote_settings(tmp_path: Path, url: str, **overrides: Any) -> Settings:
     settings = Settings(llm_backend="openai", llm_base_url=url, llm_model="m",
                         index_dir=tmp_path / "index", corpus_dir=REPO / "corpus", models_dir=tmp_path / "models",
-                        min_dense_score=0.0, **overrides)
+                        **overrides)
     index, _ = ingest_paths([settings.corpus_dir], settings, FakeEmbedder(), None)
     index.close()
     return settings

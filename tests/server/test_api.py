@@ -57,7 +57,7 @@ def make_settings(root: Path, *, with_index: bool = True, **overrides: Any) -> S
     for f in corpus.iterdir():
         f.chmod(0o644)
     settings = Settings(index_dir=root / "index", corpus_dir=corpus,
-                        models_dir=root / "models", min_dense_score=0.0, **overrides)
+                        models_dir=root / "models", **overrides)
     if with_index:
         index, _ = ingest_paths([corpus], settings, FakeEmbedder(), None)
     return settings

@@ -63,7 +63,7 @@ def pdf_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClie
     for path in FIXTURES.glob("*.pdf"):
         (corpus / path.name).write_bytes(path.read_bytes())
     settings = Settings(index_dir=root / "index", corpus_dir=corpus,
-                        models_dir=root / "models", min_dense_score=0.0, max_pages=8,
+                        models_dir=root / "models", max_pages=8,
                         max_unpacked_bytes=1_000_000)
     index, report = ingest_paths([corpus], settings, FakeEmbedder(), None)
     assert [s.doc_id for s in report.skipped] == ["003_727ffb95bee0db86.pdf"]  # 10 pages > max_pages

@@ -44,7 +44,7 @@ def make_settings(root: Path, **overrides: Any) -> Settings:
     corpus = root / "corpus"
     shutil.copytree(REPO / "corpus", corpus)
     settings = Settings(**{"index_dir": root / "index",
-                           "corpus_dir": corpus, "models_dir": root / "models", "min_dense_score": 0.0,
+                           "corpus_dir": corpus, "models_dir": root / "models",
                            "allowed_hosts": LOCAL + ",testserver", **overrides})
     index, _ = ingest_paths([corpus], settings, FakeEmbedder(), None)
     return settings

@@ -118,7 +118,7 @@ def fake_settings(root: Path, **overrides: Any) -> Settings:
     corpus = root / "corpus"
     shutil.copytree(REPO / "corpus", corpus)
     return Settings(index_dir=root / "index", corpus_dir=corpus,
-                    models_dir=root / "models", min_dense_score=0.0, **overrides)
+                    models_dir=root / "models", **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -563,7 +563,7 @@ def test_pdf_uploaded_into_an_empty_service_cites_its_page(browser: Any, tmp_pat
     root = tmp_path / "empty"
     (root / "corpus").mkdir(parents=True)
     settings = Settings(index_dir=root / "index",
-                        corpus_dir=root / "corpus", models_dir=root / "models", min_dense_score=0.0)
+                        corpus_dir=root / "corpus", models_dir=root / "models")
     svc = build_service(settings, FAKE_PARTS)
     pdf = REPO / "tests" / "fixtures" / "formats" / "003_727ffb95bee0db86.pdf"
     with LiveServer(create_app(settings, service=svc)) as live:

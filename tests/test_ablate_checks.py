@@ -1,0 +1,62 @@
+"""Tests for scripts/ablate_checks.py: replaying a recorded answer with every check gives the service's own reply,
+and leaving a check out changes only what that check decided."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from rag.config import Settings
+from rag.index import Index
+from rag.ingest import ingest_paths
+from rag.service import RagService
+from tests.fakes import FakeEmbedder, FakeGenerator
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+import ablate_checks  # noqa: E402
+
+SAMPLE_CORPUS = Path(__file__).resolve().parent.parent / "corpus"
+QUESTION = "阳山县在清远市八个县（市、区）中排名第几？"
+
+
+@pytest.fixture(scope="module")
+def sample_index(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Index]:
+    root = tmp_path_factory.mktemp("ablate")
+    shutil.copytree(SAMPLE_CORPUS, root / "corpus")
+    settings = Settings(index_dir=root / "index", corpus_dir=root / "corpus", models_dir=root / "models")
+    index, _ = ingest_paths([settings.corpus_dir], settings, FakeEmbedder(), None)
+    return settings, index
+
+
+def replayed(settings: Settings, index: Index, reply: str, skip: frozenset[str]) -> tuple[str, bool]:
+    """The (text, refused) the replay gives a model answer of ``reply`` without the checks in ``skip``."""
+    service = RagService(settings, FakeEmbedder(), FakeGenerator(reply=reply), index)
+    question = ablate_checks.Question("q", [{"role": "user", "content": QUESTION}],
+                                      lambda text, refused, citations: text, True)
+    row = ablate_checks.draft(service, question)
+    assert "".join(row["pieces"]) == reply
+    return ablate_checks.replay(service, question, row, skip, {})
+
+
+@pytest.mark.parametrize("reply", [
+    "排名第三。",  # passes
+    "阳山县在清远市八个县（市、区）中排名。",  # echo: only the question's words
+    "天空是蓝色的。",  # grounding
+    "排名第三，共有99个县。",  # a passing clause, then an invented number: cut to the clause
+])
+def test_replay_with_every_check_is_the_service_reply(sample_index: tuple[Settings, Index], reply: str) -> None:
+    settings, index = sample_index
+    answer = RagService(settings, FakeEmbedder(), FakeGenerator(reply=reply), index).answer(
+        [{"role": "user", "content": QUESTION}])
+    assert replayed(settings, index, reply, frozenset()) == ("" if answer.refused else answer.text, answer.refused)
+
+
+def test_leaving_a_check_out_changes_only_its_decision(sample_index: tuple[Settings, Index]) -> None:
+    settings, index = sample_index
+    echo = "阳山县在清远市八个县（市、区）中排名。"
+    assert replayed(settings, index, echo, frozenset())[1]
+    assert replayed(settings, index, echo, frozenset({"echo"})) == (echo, False)
+    assert replayed(settings, index, echo, frozenset({"grounding"}))[1]  # echo still refuses
