@@ -37,13 +37,14 @@ from rag.eval import cmrc  # noqa: E402
 from rag.eval.backends import Reply  # noqa: E402
 from rag.eval.gold import is_right, load_gold, select_items  # noqa: E402
 from rag.generate import Completion  # noqa: E402
-from rag.refuse import _AFTER_RULES, AFTER, BEFORE, Answered, Refuser  # noqa: E402
+from rag.refuse import _AFTER_RULES, AFTER, Answered, Refuser  # noqa: E402
 from rag.service import Plan, RagService, build_service  # noqa: E402
 
 # The checks of fact or of form stay whatever they measure: the model said it found nothing; a number that
 # stands in no source is invented; an answer no sentence supports cannot be cited.
 FACTS = ("not_a_question", "model_not_found", "invented_numbers", "support")
-GUESSES = tuple(c.name for c in (*BEFORE, *AFTER) if c.name not in (*FACTS, "coverage"))
+CHECKS = tuple(c.name for c in AFTER)  # each is ablated; only the guesses may be pruned
+GUESSES = tuple(name for name in CHECKS if name not in FACTS)
 
 
 class Ablated(Refuser):
@@ -58,6 +59,9 @@ class Ablated(Refuser):
             if check.__name__.lstrip("_") not in self.skip and (reason := check(self, answered, intent)):
                 return reason
         return ""
+
+    def support(self, citations: Any) -> str:  # type: ignore[override]
+        return "" if "support" in self.skip else Refuser.support(citations)
 
     def subject(self, *args: Any) -> str:
         return "" if "subject" in self.skip else super().subject(*args)
@@ -135,6 +139,8 @@ def main() -> None:
 
 def service_for(meta: dict[str, Any], generate: bool) -> RagService:
     settings = Settings()
+    if "min_coverage" in meta:  # coverage picks the documents the model reads: the drafts' own threshold
+        settings = settings.model_copy(update={"min_coverage": meta["min_coverage"]})
     if meta.get("archive"):
         settings = cmrc.archive_settings(settings, Path(meta["archive"]))
     return build_service(settings, generate=generate)
@@ -146,7 +152,7 @@ def questions_for(meta: dict[str, Any]) -> list[Question]:
 
 
 def make_drafts(args: argparse.Namespace) -> None:
-    meta = {"gold": args.gold, "cmrc": args.cmrc, "limit": args.limit,
+    meta = {"gold": args.gold, "cmrc": args.cmrc, "limit": args.limit, "min_coverage": Settings().min_coverage,
             "archive": str(args.archive.resolve()) if args.archive else None}
     done = {}
     if args.drafts.is_file():
@@ -224,7 +230,7 @@ def report(runs: Sequence[Run], prune: bool, without: frozenset[str] = frozenset
     skip: frozenset[str] = frozenset()
     base = outcomes(runs, skip)
     print(row_of("all checks", runs, base, base))
-    for check in GUESSES:
+    for check in CHECKS:
         print(row_of(f"− `{check}`", runs, outcomes(runs, frozenset({check})), base))
     if without:
         print(row_of("without " + ", ".join(f"`{c}`" for c in sorted(without)), runs, outcomes(runs, without), base))
@@ -239,6 +245,9 @@ def report(runs: Sequence[Run], prune: bool, without: frozenset[str] = frozenset
         skip = skip | {best}
         print(f"pruned `{best}` (right less wrong {trials[best]:+d} on these runs); left: "
               f"{', '.join(c for c in GUESSES if c not in skip)}")
+    if not skip:
+        print("nothing to prune: removing any one check costs right-minus-wrong replies on these runs")
+        return
     print(row_of("without " + ", ".join(f"`{c}`" for c in sorted(skip)), runs, outcomes(runs, skip), base))
 
 
