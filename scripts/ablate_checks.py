@@ -9,9 +9,9 @@ every check and with each one removed.
 The checks after generation only decide what of the model's text is sent; they never change what the model
 writes. So the model answers each question once (``--drafts``: its streamed pieces are kept, and reused when
 the file is there), and the stage's own streaming verifier (``RagService._verdict`` in a
-``StreamVerifier``, the longest passing clause prefix included) is replayed over them with a set of checks
-left out. ``coverage``, the one check before generation, is not ablated: it also picks the documents the model
-reads.
+``StreamVerifier``, the longest passing clause prefix and a list answer's completion from the source
+included) is replayed over them with a set of checks (or the completion, ``list_completion``) left out.
+``coverage``, the one check before generation, is not ablated: it also picks the documents the model reads.
 A row says, per variant: answerable right, false refusal (answerable refused), unanswerable refused, and
 against all checks, how many more replies are right and how many more wrong (an answer to an unanswerable
 question is wrong; a refusal of an answerable one is neither). ``--prune`` removes, one at a time, the
@@ -43,7 +43,9 @@ from rag.service import Plan, RagService, build_service  # noqa: E402
 # The checks of fact or of form stay whatever they measure: the model said it found nothing; a number that
 # stands in no source is invented; an answer no sentence supports cannot be cited.
 FACTS = ("not_a_question", "model_not_found", "invented_numbers", "support")
-CHECKS = tuple(c.name for c in AFTER)  # each is ablated; only the guesses may be pruned
+# Each check is ablated, and the list completion (``rag.listing.complete``, which rewrites a list answer from
+# the source before its verdict); only the guesses may be pruned.
+CHECKS = (*(c.name for c in AFTER), "list_completion")
 GUESSES = tuple(name for name in CHECKS if name not in FACTS)
 
 
@@ -110,8 +112,9 @@ def replay(service: RagService, question: Question, row: dict[str, Any], skip: f
         plans[question.id] = service.prepare(question.messages)
     plan = plans[question.id]
     service.refuser = Ablated(service.settings, skip)
+    completes = plan.intent.kind == "list" and "list_completion" not in skip
     verifier = StreamVerifier(lambda text: service._verdict(text, plan), plan.traditional,
-                              service._completer(plan) if plan.intent.kind == "list" else None)
+                              service._completer(plan) if completes else None)
     for piece in row["pieces"]:
         verifier.feed(piece)
     verdict, _ = verifier.finish("".join(row["pieces"]))
