@@ -18,8 +18,6 @@ _JOINERS = frozenset("是的了")
 _HAN = re.compile(r"[\u3400-\u9fffA-Za-z]")
 _CN_DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九")} | {"两": 2, "〇": 0}
 _CN_NUMBER = re.compile(r"[零〇一二两三四五六七八九十百千]+")
-_QUANTITY_ANSWER = re.compile(
-    r"\d|[零〇一二两三四五六七八九十百千万亿]+[个名所项位次年月日天人家条种类岁倍元处批届期%]")
 # How the model says it found nothing (Simplified).
 _NOT_FOUND = re.compile("|".join(["没有找到", "未找到", "没有提到", "未提到", "没有提及", "未提及", "无法回答",
                                    "没有相关", "无相关", "无法确定", "不知道", "没有答案"]))
@@ -127,10 +125,6 @@ def own_words(answer: str, question: str) -> list[str]:
     asked = set(lexical_tokens(to_simplified(question)))
     return [t for t in dict.fromkeys(lexical_tokens(to_simplified(answer)))
             if t not in asked and not (len(t) == 2 and _JOINERS.intersection(t))]
-
-
-def has_quantity(answer: str) -> bool:
-    return bool(_QUANTITY_ANSWER.search(to_simplified(answer)))
 
 
 def support(answer_simplified: str, sentence: Sentence, question_simplified: str = "") -> float:

@@ -27,8 +27,6 @@ _PERSON = re.compile(r"谁")
 _ROLE_BEFORE = re.compile(r"([\u4e00-\u9fff]+?)(?:分别|又|都)?是谁")
 _ROLE_AFTER = re.compile(r"谁(?:来|在)?([\u4e00-\u9fff]{2})")
 _ROLE_SPLIT = re.compile(r"[、和与及,，]")
-_ASKS_FIGURE = re.compile(r"多少|几")
-_EACH = re.compile(r"各|分别")
 
 
 @dataclass(frozen=True)
@@ -67,12 +65,6 @@ def intent_of(question_simplified: str) -> Intent:
     if _PERSON.search(q):
         return Intent("person", quantity, roles=_roles(q))
     return Intent("quantity" if quantity else "other", quantity)
-
-
-def one_figure(question_simplified: str) -> bool:
-    """True when the question asks for one figure: one 多少/几, and no 各/分别 (一本和二本各有多少人)."""
-    q = question_simplified
-    return asks_quantity(q) and len(_ASKS_FIGURE.findall(q)) == 1 and not _EACH.search(q)
 
 
 def _roles(q: str) -> tuple[str, ...]:

@@ -26,7 +26,7 @@ from rag.evidence import EvidenceJudge
 from rag.generate import GenerationSlots, Generator
 from rag.index import DocRecord, Index
 from rag.ingest import open_index
-from rag.intent import Intent, intent_of, one_figure
+from rag.intent import Intent, intent_of
 from rag.normalize import is_traditional, to_simplified, to_traditional
 from rag.parts import Parts
 from rag.question import Question, analyse
@@ -270,15 +270,12 @@ class RagService:
                 asked: str) -> tuple[list[Sentence], list[Sentence], list[Sentence]]:
         """The sentences for the model, as it is shown them, and a list's item sentences: the best few, or
         for a list question the structure holding the items. The question's content ``terms`` find items
-        written in parallel, and the clause of the best sentence that holds the asked list or (one figure
-        ``asked``) figure; the question ``asked`` (Simplified) names the item whose parts it asks for."""
+        written in parallel, and the clause of the best sentence that holds the asked list; the question ``asked``
+        (Simplified) names the item whose parts it asks for."""
         s = self.settings
         if intent.kind != "list" or not ranked:
             chosen = prompting.select(ranked, s.context_max_chars, s.context_sentences)
-            if not (chosen and one_figure(asked)):
-                return chosen, chosen, []
-            return chosen, [prompting.focus(chosen[0], terms, index.word_weight, citing.has_quantity),
-                            *chosen[1:]], []
+            return chosen, chosen, []
         anchor, items = prompting.counted_heading(index, ranked, intent.count)
         if not items and (listing := prompting.enumerating(ranked, intent.count)):  # one sentence holds them
             rest = [r for r in ranked if r is not listing]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.intent import Intent, intent_of, numeral, one_figure
+from rag.intent import Intent, intent_of, numeral
 from rag.normalize import to_simplified
 
 
@@ -37,14 +37,3 @@ def test_traditional_questions_are_read_in_simplified() -> None:
                                              ("二十五", 25), ("6", 6), ("12", 12)])
 def test_numeral(text: str, value: int) -> None:
     assert numeral(text) == value
-
-
-@pytest.mark.parametrize(("question", "one"), [
-    ("2022年组织开展了多少场次铸牢中华民族共同体意识主题活动？", True),
-    ("山丹县依托城区几个片区教研共同体开展片区联盟教研？", True),
-    ("2022年该县高考一本过线和二本过线各有多少人？", False),  # 各: one figure for each
-    ("中考考生共有多少名？其中多少名被锡盟重点中学录取？", False),
-    ("阳山县获得了什么等次？", False),
-])
-def test_one_figure(question: str, one: bool) -> None:
-    assert one_figure(question) is one
