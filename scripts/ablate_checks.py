@@ -42,7 +42,7 @@ from rag.service import Plan, RagService, build_service  # noqa: E402
 
 # The checks of fact or of form stay whatever they measure: the model said it found nothing; a number that
 # stands in no source is invented; an answer no sentence supports cannot be cited.
-FACTS = ("not_a_question", "model_not_found", "invented_numbers", "support")
+FACTS = ("model_not_found", "invented_numbers", "support")
 # Each check is ablated, and the list completion (``rag.listing.complete``, which rewrites a list answer from
 # the source before its verdict); only the guesses may be pruned.
 CHECKS = (*(c.name for c in AFTER), "list_completion")
@@ -75,12 +75,11 @@ class Question:
     messages: list[dict[str, str]]
     right: Any  # (text, refused, citations) -> bool
     answerable: bool
-    kind: str = ""
 
 
 def gold_questions(split: str, limit: int | None) -> list[Question]:
     items = select_items(load_gold(REPO / "eval" / "gold.jsonl"), limit=limit, split=split)
-    return [Question(i.id, i.messages, lambda t, r, c, i=i: is_right(t, r, c, i), i.answerable, i.type)
+    return [Question(i.id, i.messages, lambda t, r, c, i=i: is_right(t, r, c, i), i.answerable)
             for i in items]
 
 
