@@ -107,17 +107,6 @@ class Settings(BaseSettings):
                                 "is found in the evidence than this.")
     min_grounding: float = Field(0.5, ge=0, le=1, description="Refuse an answer when less of its own terms "
                                  "(those not in the question) are found in the evidence than this.")
-    answer_stage: Literal["rules", "choose"] = Field("rules", description="`rules`: the model writes from the "
-                                                     "few best sentences and named checks may refuse; `choose`: "
-                                                     "the model chooses numbered sentences under a grammar, a "
-                                                     "fitted answerability model decides whether to answer "
-                                                     "(docs/how-it-works.md).")
-    choose_max_chars: int = Field(600, ge=40, le=4000, description="`choose` stage: budget of candidate "
-                                  "sentence characters the model chooses from.")
-    choose_sentences: int = Field(12, ge=1, le=50, description="`choose` stage: most candidate sentences.")
-    min_confidence: float | None = Field(None, ge=0, le=1, description="`choose` stage: answer only when the "
-                                         "fitted answerability probability reaches this; unset: the fitted "
-                                         "threshold (eval/answerability.json); 0: whenever a sentence was chosen.")
     max_tokens: int = Field(80, ge=1, le=2048, description="Default answer length limit, in tokens.")
     temperature: float = Field(0.0, ge=0, le=2, description="Default sampling temperature.")
     n_ctx: int = Field(2048, ge=256, le=32768, description="LLM context window.")

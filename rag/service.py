@@ -17,7 +17,6 @@ from functools import cached_property
 from rag import cite as citing
 from rag import listing
 from rag import prompt as prompting
-from rag.answer.stage import ChooseStage
 from rag.answer.verify import StreamVerifier, Verdict, released, with_pages
 from rag.config import Settings
 from rag.embed import CachedEmbedder, Embedder
@@ -101,7 +100,6 @@ class RagService:
         self._judge_cache: tuple[Index, EvidenceJudge] | None = None
         self.sentence_embedder = CachedEmbedder(embedder)
         self.refuser = Refuser(settings)
-        self.chooser = ChooseStage(settings)
         if index is not None:
             index.check_embedder(embedder.name, embedder.dim)
 
@@ -178,9 +176,6 @@ class RagService:
         it passes, else the longest passing prefix, else the refusal, of which nothing was sent before. So
         the streamed text always equals the non-streamed answer.
         """
-        if self.settings.answer_stage == "choose":  # opt-in: the model chooses, a fitted model refuses
-            yield from self.chooser.stream(self, messages, max_tokens, temperature)
-            return
         started = time.perf_counter()
         plan = self.prepare(messages)
         timings = {"retrieve": time.perf_counter() - started}

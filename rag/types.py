@@ -116,4 +116,3 @@ class Answer:
     reason: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     context: tuple[Sentence, ...] = ()  # the sentences the model was shown; empty when it was not asked
-    signals: dict[str, float] = field(default_factory=dict)  # the answerability signals, when the model chose

@@ -1,4 +1,4 @@
-"""What each refusal check of the rules stage (``rag.refuse``) earns: the same model answers, replayed with
+"""What each refusal check of the answer stage (``rag.refuse``) earns: the same model answers, replayed with
 every check and with each one removed.
 
     RAG_MODELS_DIR=models .venv/bin/python scripts/ablate_checks.py --gold dev --drafts /tmp/ab/dev.jsonl
@@ -50,7 +50,7 @@ GUESSES = tuple(name for name in CHECKS if name not in FACTS)
 
 
 class Ablated(Refuser):
-    """The rules stage's checks without those named in ``skip``."""
+    """The answer stage's checks without those named in ``skip``."""
 
     def __init__(self, settings: Settings, skip: Iterable[str] = ()) -> None:
         super().__init__(settings)

@@ -16,7 +16,6 @@ from rag.config import Settings
 from rag.formats import read_document
 from rag.normalize import clean, to_traditional
 from rag.service import RagService, build_service
-from rag.types import Answer
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,20 +57,6 @@ def test_refuses_a_question_about_another_county(service: RagService) -> None:
     answer = service.answer([{"role": "user", "content": "山丹县在2021年市县政府履行教育职责评价中排名第几？"}])
     assert answer.refused and answer.citations == ()
     assert "没有找到" in answer.text
-
-
-def test_the_choose_stage_answers_with_the_real_model_and_its_confidence(service: RagService) -> None:
-    # The real model under the grammar, then its answer with the mean log-probability of its tokens, which
-    # the logits processor reads (the fake generator reports none).
-    settings = service.settings.model_copy(update={"answer_stage": "choose", "min_confidence": 0.0})
-    choose = RagService(settings, service.embedder, service.generator, service.index)
-    question = [{"role": "user", "content": "阳山县在清远市八个县（市、区）中排名第几？"}]
-    *deltas, final = list(choose.stream(question))
-    assert isinstance(final, Answer) and not final.refused, final.reason
-    assert "第三" in final.text and "".join(d for d in deltas if isinstance(d, str)) == final.text
-    assert -3.0 < final.signals["answer_logprob"] <= 0.0
-    assert final.signals["support"] > 0.5 and final.signals["alignment"] > 0.5
-    _assert_verified(service, final.citations)
 
 
 def test_follow_up_uses_the_earlier_turn(service: RagService) -> None:

@@ -63,7 +63,6 @@ class Reply:
     ttft_s: float | None
     reason: str | None = None  # the check that refused (``Answer.reason``); ``None`` when not reported
     context: tuple[str, ...] | None = None  # what the model was shown, Simplified; ``None`` when not reported
-    signals: dict[str, float] | None = None  # the answerability signals (``Answer.signals``), in process only
 
 
 def drain(stream: Iterable[object], final_type: type[T]) -> tuple[T, float, float]:
@@ -102,7 +101,7 @@ class InProcessBackend:
     def ask(self, messages: list[dict[str, str]]) -> Reply:
         final, elapsed, ttft = drain(self._service.stream(messages), Answer)
         return Reply(final.text, tuple(final.citations), final.refused, final.prompt_tokens, elapsed, ttft,
-                     final.reason or None, tuple(s.simplified for s in final.context), dict(final.signals) or None)
+                     final.reason or None, tuple(s.simplified for s in final.context))
 
 
 class HttpBackend:

@@ -15,7 +15,6 @@ from rag.eval.backends import Reply
 from rag.eval.cmrc import BenchQuestion, char_f1
 from rag.eval.metrics import mean, percentile, share
 from rag.generate import Completion, Generator, Message
-from rag.generate.base import Choice
 
 SYSTEMS = ("service", "baseline")
 
@@ -36,7 +35,6 @@ class TimedGenerator:
         self.inner = inner
         self.name = inner.name
         self._last: ModelCall | None = None
-        self._chose: float | None = None
 
     def generate(self, messages: Sequence[Message], max_tokens: int, temperature: float) -> Completion:
         return self.inner.generate(messages, max_tokens, temperature)
@@ -44,17 +42,6 @@ class TimedGenerator:
     def stream(self, messages: Sequence[Message], max_tokens: int,
                temperature: float) -> Iterator[str | Completion]:
         yield from self._timed(self.inner.stream(messages, max_tokens, temperature), time.perf_counter())
-
-    def choose(self, messages: Sequence[Message], lead: str, options: int) -> Choice:
-        self._chose = time.perf_counter()
-        return self.inner.choose(messages, lead, options)
-
-    def stream_on(self, messages: Sequence[Message], lead: str, max_tokens: int,
-                  temperature: float) -> Iterator[str | Completion]:
-        """Timed from the choice that began the turn: the model's whole part in the answer."""
-        started = self._chose or time.perf_counter()
-        self._chose = None
-        yield from self._timed(self.inner.stream_on(messages, lead, max_tokens, temperature), started)
 
     def _timed(self, stream: Iterator[str | Completion], started: float) -> Iterator[str | Completion]:
         first: float | None = None
@@ -177,8 +164,7 @@ def _record(outcome: Outcome) -> dict[str, Any]:
             "answer_s": reply.answer_s if reply else None, "ttft_s": reply.ttft_s if reply else None,
             "prompt_tokens": outcome.model.prompt_tokens if outcome.model else None,
             "model_first_text_s": outcome.model.first_text_s if outcome.model else None,
-            "context": list(reply.context or ()) if reply else None,
-            "signals": reply.signals if reply else None, "error": outcome.error}
+            "context": list(reply.context or ()) if reply else None, "error": outcome.error}
 
 
 def render_report(summary: dict[str, Any], pairs: Sequence[Pair]) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from rag.errors import LLMError, LLMTimeout, LLMUnavailable
-from rag.generate.base import Choice, Completion, Message, parse_choice
+from rag.generate.base import Completion, Message
 
 log = logging.getLogger(__name__)
 
@@ -76,33 +76,6 @@ class OpenAIGenerator:
         completion_tokens = int(usage.get("completion_tokens") or len(parts))
         yield Completion("".join(parts), int(usage.get("prompt_tokens") or 0), completion_tokens)
 
-    def choose(self, messages: Sequence[Message], lead: str, options: int) -> Choice:
-        """The choice written freely and parsed (an OpenAI-compatible server has no grammar nor logits to
-        share): P(none) is 1 when it chose none, else 0."""
-        completion = self.generate(_leading(messages, lead), 24, 0.0)
-        said = completion.text.strip().removeprefix(lead).split("\n", 1)[0]
-        return parse_choice(said, options, prompt_tokens=completion.prompt_tokens)
-
-    def stream_on(self, messages: Sequence[Message], lead: str, max_tokens: int,
-                  temperature: float) -> Iterator[str | Completion]:
-        """The answer asked for in a new turn that holds the lead (a chat server cannot continue one). The
-        model may write the whole turn again (句子：…回答：…): what comes before its 回答： is dropped."""
-        held, passing = "", False
-        for item in self.stream(_answer_after(messages, lead), max_tokens, temperature):
-            if isinstance(item, Completion):
-                text = _after_answer_mark(held) if not passing else held
-                yield Completion(text, item.prompt_tokens, item.completion_tokens)
-                return
-            if passing:
-                held += item
-                yield item
-                continue
-            held += item
-            if _ANSWER_MARK in held or not _may_repeat_turn(held):
-                held, passing = _after_answer_mark(held), True
-                if held:
-                    yield held
-
     def close(self) -> None:
         self._http.close()
 
@@ -146,37 +119,6 @@ class OpenAIGenerator:
                              "(RAG_LLM_TIMEOUT)") from exc
         except httpx.HTTPError as exc:
             raise LLMError(f"the LLM server at {self.url} broke off: {exc or type(exc).__name__}") from exc
-
-
-_ANSWER_MARK = "回答："
-_TURN_MARKS = ("句子", "依据", "回答")
-
-
-def _may_repeat_turn(text: str) -> bool:
-    """True while ``text`` may still be the start of a repeated turn (句子：…, 依据：…)."""
-    stripped = text.lstrip()
-    return any(stripped.startswith(m[:len(stripped)]) or stripped.startswith(m) for m in _TURN_MARKS)
-
-
-def _after_answer_mark(text: str) -> str:
-    return text.split(_ANSWER_MARK, 1)[1].lstrip() if _ANSWER_MARK in text else text
-
-
-def _leading(messages: Sequence[Message], lead: str) -> list[Message]:
-    """The messages with the assistant's turn so far (``lead``) written at the end of the user's, to go on from."""
-    return _appended(messages, f"请接着写：\n{lead}")
-
-
-def _answer_after(messages: Sequence[Message], lead: str) -> list[Message]:
-    """The messages asking for the answer alone after the turn so far (``lead``, up to 回答：): asked to go on
-    from the lead, a chat model tends to write the lead again and stop before its answer."""
-    return _appended(messages, f"{lead.removesuffix(_ANSWER_MARK).rstrip()}\n请只写出简短的{_ANSWER_MARK}")
-
-
-def _appended(messages: Sequence[Message], tail: str) -> list[Message]:
-    """The messages with ``tail`` on a new line at the end of the last one."""
-    *earlier, last = messages
-    return [*earlier, {"role": last["role"], "content": f"{last['content']}\n{tail}"}]
 
 
 def _json(text: str, url: str) -> dict[str, Any]:

@@ -1,14 +1,18 @@
 // Interface wording: plain-Chinese refusal reasons, citation labels, numbers and dates.
 
-// The server's reason starts with the name of the check that refused (rag/answer/refuse.py), then its numbers.
+// The server's reason starts with the name of the check that refused (rag/refuse.py), then its numbers.
 const REASONS = [
   [/^not_a_question/, () => "收到的不是一个问题。"],
-  [/^nothing_found/, () => "已收录的文档中没有检索到相关段落。"],
-  [/^model_none/, () => "模型在检索到的句子中没有找到能回答这个问题的句子。"],
-  [/^answerability/, () => "检索到的内容不足以可靠地回答这个问题。"],
-  [/^invented_numbers|number/i, () => "回答中的数字在文档里找不到，为避免编造，不作回答。"],
-  [/^ungrounded|ground/i, () => "回答的内容在文档里找不到依据。"],
-  [/found no answer|model/i, () => "模型在检索到的段落中没有找到答案。"],
+  [/^coverage.*\(missing (.+)\)/, (m) => `已收录的文档中没有一篇讲到问题里的“${m[1]}”。`],
+  [/^coverage/, () => "已收录的文档中没有一篇讲到问题所问的内容。"],
+  [/^model_not_found|found no answer/i, () => "模型在检索到的段落中没有找到答案。"],
+  [/^echo/, () => "模型只是重复了问题，没有给出答案。"],
+  [/^invented_numbers/, () => "回答中的数字在文档里找不到，为避免编造，不作回答。"],
+  [/^miscounted/, () => "回答中的数字在文档里说的是别的事情。"],
+  [/^answer_type/, () => "问的是人，回答里却没有文档中出现的人名。"],
+  [/^grounding/, () => "回答的内容在文档里找不到依据。"],
+  [/^support/, () => "文档里没有一句话能支持这个回答。"],
+  [/^subject/, () => "回答中的数字出自与问题无关的句子。"],
 ];
 
 /** The reason of a refusal in plain Chinese; `reason` is the server's technical note (may be empty). */

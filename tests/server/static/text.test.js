@@ -5,19 +5,21 @@ import test from "node:test";
 import { documentMeta, errorMessage, pageLabel, refusalReason, refusalText } from "../../../rag/server/static/text.js";
 
 test("refusal reasons in plain Chinese, by the check that refused", () => {
-  // The named checks of rag/answer/refuse.py.
+  // The named checks of rag/refuse.py, in the words the server writes them.
   assert.equal(refusalReason("not_a_question: the message is a JSON value, not a question"), "收到的不是一个问题。");
-  assert.equal(refusalReason("nothing_found: no passage was retrieved"), "已收录的文档中没有检索到相关段落。");
-  assert.equal(refusalReason("model_none: the model chose no sentence (p_none 0.97)"),
-    "模型在检索到的句子中没有找到能回答这个问题的句子。");
-  assert.equal(refusalReason("answerability 0.31 < 0.52 (p_none 0.40, coverage 0.50, chosen 1.00)"),
-    "检索到的内容不足以可靠地回答这个问题。");
+  assert.equal(refusalReason("coverage 0.31 < 0.5 (missing 火星、基地)"), "已收录的文档中没有一篇讲到问题里的“火星、基地”。");
+  assert.equal(refusalReason("coverage 0.00 < 0.5"), "已收录的文档中没有一篇讲到问题所问的内容。");
   assert.equal(refusalReason("model_not_found: the model said the passages hold no answer"),
     "模型在检索到的段落中没有找到答案。");
+  assert.equal(refusalReason("echo: 0 words of the answer are not the question's"), "模型只是重复了问题，没有给出答案。");
   assert.equal(refusalReason("invented_numbers: ['12'] not in the evidence"),
     "回答中的数字在文档里找不到，为避免编造，不作回答。");
-  assert.equal(refusalReason("ungrounded: none of the answer's own words is in the sentences it rests on"),
-    "回答的内容在文档里找不到依据。");
+  assert.equal(refusalReason("miscounted: ['47'] count something else in the evidence"), "回答中的数字在文档里说的是别的事情。");
+  assert.equal(refusalReason("answer_type: 0 person names from the evidence in the answer to a who-question"),
+    "问的是人，回答里却没有文档中出现的人名。");
+  assert.equal(refusalReason("grounding 0.00 < 0.5"), "回答的内容在文档里找不到依据。");
+  assert.equal(refusalReason("support: 0 sentences support the answer"), "文档里没有一句话能支持这个回答。");
+  assert.equal(refusalReason("subject 0.20 < 0.5 (the cited sentences miss 学位)"), "回答中的数字出自与问题无关的句子。");
   // Older or remote servers' wording.
   assert.equal(refusalReason("the model found no answer in the passages"), "模型在检索到的段落中没有找到答案。");
   assert.equal(refusalReason(""), "已收录的文档中没有足够的依据回答这个问题。");
