@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from functools import lru_cache
 
 from rag.index import lexical_tokens
-from rag.lang import overlap
+from rag.lang import CN_NUMBER, numeral, overlap
 from rag.normalize import clean, to_simplified
 from rag.types import Citation, Sentence
 
@@ -16,8 +16,6 @@ _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _MAX_LIST_CITATIONS = 10
 _JOINERS = frozenset("是的了")
 _HAN = re.compile(r"[\u3400-\u9fffA-Za-z]")
-_CN_DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九")} | {"两": 2, "〇": 0}
-_CN_NUMBER = re.compile(r"[零〇一二两三四五六七八九十百千]+")
 # How the model says it found nothing (Simplified).
 _NOT_FOUND = re.compile("|".join(["没有找到", "未找到", "没有提到", "未提到", "没有提及", "未提及", "无法回答",
                                    "没有相关", "无相关", "无法确定", "不知道", "没有答案"]))
@@ -27,26 +25,11 @@ def says_not_found(answer: str) -> bool:
     return bool(_NOT_FOUND.search(to_simplified(answer)))
 
 
-def _cn_to_int(word: str) -> int | None:
-    """Value of a Chinese numeral up to the thousands (一百二十三 → 123); None if it is not one."""
-    total, current = 0, 0
-    units = {"十": 10, "百": 100, "千": 1000}
-    for c in word:
-        if c in _CN_DIGITS:
-            current = _CN_DIGITS[c]
-        elif c in units:
-            total += (current or 1) * units[c]
-            current = 0
-        else:
-            return None
-    return total + current
-
-
 def numbers(text: str) -> set[str]:
     """Numbers written in digits or Chinese numerals, as digit strings."""
     found = set(_NUMBER.findall(text))
-    for word in _CN_NUMBER.findall(text):
-        value = _cn_to_int(word)
+    for word in CN_NUMBER.findall(text):
+        value = numeral(word)
         if value is not None:
             found.add(str(value))
     return found
@@ -73,7 +56,7 @@ def _figures(text_simplified: str) -> Iterator[tuple[str, str, bool, str]]:
     """Each number of the text: its value, its unit group ("" when no unit follows), whether it is an
     ordinal (第3), and how it is written."""
     for m in _FIGURE.finditer(text_simplified):
-        value = m.group(2) if m.group(2)[0].isdigit() else _cn_to_int(m.group(2))
+        value = m.group(2) if m.group(2)[0].isdigit() else numeral(m.group(2))
         if value is not None:
             yield f"{value}{m.group(3)}", _UNIT.get(m.group(4), ""), bool(m.group(1)), m.group(0)
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rag.lang import asks_quantity
+from rag.lang import asks_quantity, numeral
 
 _NUMERAL = "一二三四五六七八九十两"
-_CN_VALUE = {c: i for i, c in enumerate("零一二三四五六七八九十", 0)} | {"两": 2}
 _COUNTER = "个种所项家名位条类大点级学方面"
 # 哪五个 / 哪6所 / 哪两所 / 哪“三化”: a count after 哪 asks for that many items, also when it opens a quoted
 # slogan (哪一天, 哪一年 ask for one thing).
@@ -40,28 +39,16 @@ class Intent:
     roles: tuple[str, ...] = ()
 
 
-def numeral(text: str) -> int:
-    """Value of a small number written in digits or Chinese (一 … 九十九); 0 if it is not one."""
-    if text.isdigit():
-        return int(text)
-    if len(text) == 1:
-        return _CN_VALUE.get(text, 0)
-    if text.startswith("十"):
-        return 10 + _CN_VALUE.get(text[1:], 0)
-    tens, _, ones = text.partition("十")
-    return _CN_VALUE.get(tens, 0) * 10 + (_CN_VALUE.get(ones, 0) if ones else 0)
-
-
 def intent_of(question_simplified: str) -> Intent:
     """The kind of answer ``question_simplified`` asks for."""
     q = question_simplified
     quantity = asks_quantity(q)
     # 哪几个方面 asks for the items, not for how many.
     if counted := _COUNTED_WHICH.search(q):
-        return Intent("list", "多少" in q, numeral(counted.group(1)))
+        return Intent("list", "多少" in q, numeral(counted.group(1)) or 0)
     if _LIST_WORDS.search(q):
         noun = _COUNTED_NOUN.search(q)
-        return Intent("list", "多少" in q, numeral(noun.group(1)) if noun else 0)
+        return Intent("list", "多少" in q, (numeral(noun.group(1)) or 0) if noun else 0)
     if _PERSON.search(q):
         return Intent("person", quantity, roles=_roles(q))
     return Intent("quantity" if quantity else "other", quantity)

@@ -16,6 +16,10 @@ CHOICE_QUESTION = re.compile(r"是否|还是|是不是|有没有|吗")
 # An ordinal that opens an item sentence: 一是…, 首先…, 第二，…
 ORDINAL = re.compile(r"^(?:[一二三四五六七八九十]+是|首先|其次|再次|最后|第[一二三四五六七八九十]+[,，、是])")
 _QUANTITY_QUESTION = re.compile(r"多少|几[个名所项位次年月日天人家条种类岁倍处批届期]")
+# A number in Chinese numerals, up to the thousands (一百二十三, 两, 〇).
+CN_NUMBER = re.compile(r"[零〇一二两三四五六七八九十百千]+")
+_CN_DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九")} | {"两": 2, "〇": 0}
+_CN_UNITS = {"十": 10, "百": 100, "千": 1000}
 
 
 def overlap(terms: Sequence[str], text_simplified: str, weights: Sequence[float] | None = None) -> float:
@@ -29,6 +33,23 @@ def overlap(terms: Sequence[str], text_simplified: str, weights: Sequence[float]
 def asks_quantity(question: str) -> bool:
     """多少… / 几个… questions: their answer must hold a number."""
     return bool(_QUANTITY_QUESTION.search(to_simplified(question)))
+
+
+def numeral(text: str) -> int | None:
+    """Value of a number written in digits (12) or in Chinese numerals up to the thousands (十二, 一百二十三,
+    两); None if it is not one."""
+    if text.isdigit():
+        return int(text)
+    total, current = 0, 0
+    for c in text:
+        if c in _CN_DIGITS:
+            current = _CN_DIGITS[c]
+        elif c in _CN_UNITS:
+            total += (current or 1) * _CN_UNITS[c]
+            current = 0
+        else:
+            return None
+    return total + current if text else None
 
 
 def unnumbered(text: str) -> str:

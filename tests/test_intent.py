@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rag.intent import Intent, intent_of, numeral
+from rag.intent import Intent, intent_of
+from rag.lang import numeral
 from rag.normalize import to_simplified
 
 
@@ -34,6 +35,7 @@ def test_traditional_questions_are_read_in_simplified() -> None:
 
 
 @pytest.mark.parametrize(("text", "value"), [("三", 3), ("两", 2), ("十", 10), ("十二", 12), ("二十", 20),
-                                             ("二十五", 25), ("6", 6), ("12", 12)])
-def test_numeral(text: str, value: int) -> None:
+                                             ("二十五", 25), ("6", 6), ("12", 12), ("一百二十三", 123),
+                                             ("〇", 0), ("", None), ("三年", None)])
+def test_numeral(text: str, value: int | None) -> None:
     assert numeral(text) == value
