@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from functools import lru_cache
 
 from rag.index import lexical_tokens
-from rag.lang import CN_NUMBER, numeral, overlap
+from rag.lang import CN_NUMBER, measure, numeral, overlap
 from rag.normalize import clean, to_simplified
 from rag.types import Citation, Sentence
 
@@ -44,10 +44,7 @@ def unsupported_numbers(answer: str, evidence: Sequence[Sentence], question: str
 
 
 # What a figure counts: a number answers only when it counts what the evidence counts with it (47分 is not
-# 47次). Units in one group count the same thing (182名 and 182人 are the same people).
-_UNIT_GROUPS = ("名人位", "所", "个", "项", "场次", "分", "元", "家", "座", "条", "篇", "本", "岁", "倍", "届",
-                "批", "天", "年", "月", "日", "%％", "亩", "户", "期", "种", "类", "件", "台", "套", "处")
-_UNIT = {u: group for group in _UNIT_GROUPS for u in group}
+# 47次; ``rag.lang.measure``).
 # A magnitude (5.6万) belongs to the figure, and the unit is what follows it: 5.6万个 (places) is not 5.6万所.
 _FIGURE = re.compile(r"(第?)(\d+(?:\.\d+)?|[零〇一二两三四五六七八九十百千]+)([万亿]?)(.?)")
 
@@ -58,7 +55,7 @@ def _figures(text_simplified: str) -> Iterator[tuple[str, str, bool, str]]:
     for m in _FIGURE.finditer(text_simplified):
         value = m.group(2) if m.group(2)[0].isdigit() else numeral(m.group(2))
         if value is not None:
-            yield f"{value}{m.group(3)}", _UNIT.get(m.group(4), ""), bool(m.group(1)), m.group(0)
+            yield f"{value}{m.group(3)}", measure(m.group(4)), bool(m.group(1)), m.group(0)
 
 
 def miscounted(answer: str, evidence: Sequence[Sentence], question: str = "") -> set[str]:
@@ -71,6 +68,12 @@ def miscounted(answer: str, evidence: Sequence[Sentence], question: str = "") ->
             seen.setdefault(value, set()).add(unit)
     return {written for value, unit, ordinal, written in _figures(to_simplified(answer))
             if unit not in ("", "个") and not ordinal and value in seen and not seen[value] & {unit, ""}}
+
+
+def counts_in(answer: str, group: str) -> bool:
+    """True when the answer holds a figure (not an ordinal) counted in the measure-word ``group`` or in none
+    (47分 or 47 for 分; not 8个县 nor 第三)."""
+    return any(not ordinal and unit in (group, "") for _, unit, ordinal, _ in _figures(to_simplified(answer)))
 
 
 def grounding(answer: str, question: str, evidence: Sequence[Sentence], context: str = "") -> float:

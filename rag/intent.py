@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rag.lang import asks_quantity, numeral
+from rag.lang import asks_quantity, measure, numeral
 
 _NUMERAL = "一二三四五六七八九十两"
 _COUNTER = "个种所项家名位条类大点级学方面"
@@ -22,6 +22,11 @@ _COUNTED_WHICH = re.compile(rf"哪[“\"「『]?([{_NUMERAL.replace('一', '')}]
 _COUNTED_NOUN = re.compile(rf"([{_NUMERAL}]|\d+)(?:[{_COUNTER}]|位一体)")
 _LIST_WORDS = re.compile(r"哪几|哪些|列出|列举|有哪|包括哪|包含哪|分别是什么|分别有")
 _PERSON = re.compile(r"谁")
+# 多少分 / 几名 / 多少万元: the measure word a how-many question asks its figure in (个 counts anything; 第几名
+# asks for a rank, not a count).
+_ASKED_MEASURE = re.compile(r"(?:多少|(?<!第)几)[万亿]?(.)")
+# 哪一天 / 哪年 / 什么时候: a question for a time, answered by a date.
+_WHEN = re.compile(r"哪一?[天年月日]|何时|什么时候|什么时间|几月|几号")
 # "…的校长是谁" → 校长; "由谁主持" → 主持.
 _ROLE_BEFORE = re.compile(r"([\u4e00-\u9fff]+?)(?:分别|又|都)?是谁")
 _ROLE_AFTER = re.compile(r"谁(?:来|在)?([\u4e00-\u9fff]{2})")
@@ -31,12 +36,16 @@ _ROLE_SPLIT = re.compile(r"[、和与及,，]")
 @dataclass(frozen=True)
 class Intent:
     """What the question asks for. ``count`` is the number of items a list question names (0: unknown);
-    ``roles`` are the roles a who-question asks about (校长, 主持)."""
+    ``roles`` are the roles a who-question asks about (校长, 主持); ``measure`` the measure-word group a
+    how-many question asks its figure in (``rag.lang.measure``; "" for none or 个); ``when`` says it asks
+    for a time."""
 
     kind: str = "other"  # list | person | quantity | other
     quantity: bool = False
     count: int = 0
     roles: tuple[str, ...] = ()
+    measure: str = ""
+    when: bool = False
 
 
 def intent_of(question_simplified: str) -> Intent:
@@ -51,7 +60,10 @@ def intent_of(question_simplified: str) -> Intent:
         return Intent("list", "多少" in q, (numeral(noun.group(1)) or 0) if noun else 0)
     if _PERSON.search(q):
         return Intent("person", quantity, roles=_roles(q))
-    return Intent("quantity" if quantity else "other", quantity)
+    asked = _ASKED_MEASURE.search(q)
+    unit = measure(asked.group(1)) if asked and quantity else ""
+    return Intent("quantity" if quantity else "other", quantity, measure="" if unit == "个" else unit,
+                  when=bool(_WHEN.search(q)))
 
 
 def _roles(q: str) -> tuple[str, ...]:

@@ -16,6 +16,11 @@ CHOICE_QUESTION = re.compile(r"是否|还是|是不是|有没有|吗")
 # An ordinal that opens an item sentence: 一是…, 首先…, 第二，…
 ORDINAL = re.compile(r"^(?:[一二三四五六七八九十]+是|首先|其次|再次|最后|第[一二三四五六七八九十]+[,，、是])")
 _QUANTITY_QUESTION = re.compile(r"多少|几[个名所项位次年月日天人家条种类岁倍处批届期]")
+# What a figure counts, by the measure word after it; the words of one group count the same thing (182名 and
+# 182人 are the same people).
+MEASURE_GROUPS = ("名人位", "所", "个", "项", "场次", "分", "元", "家", "座", "条", "篇", "本", "岁", "倍", "届",
+                  "批", "天", "年", "月", "日", "%％", "亩", "户", "期", "种", "类", "件", "台", "套", "处")
+_MEASURE = {u: group for group in MEASURE_GROUPS for u in group}
 # A number in Chinese numerals, up to the thousands (一百二十三, 两, 〇).
 CN_NUMBER = re.compile(r"[零〇一二两三四五六七八九十百千]+")
 _CN_DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九")} | {"两": 2, "〇": 0}
@@ -33,6 +38,11 @@ def overlap(terms: Sequence[str], text_simplified: str, weights: Sequence[float]
 def asks_quantity(question: str) -> bool:
     """多少… / 几个… questions: their answer must hold a number."""
     return bool(_QUANTITY_QUESTION.search(to_simplified(question)))
+
+
+def measure(char: str) -> str:
+    """The measure-word group ``char`` belongs to ("" when it is no measure word)."""
+    return _MEASURE.get(char, "")
 
 
 def numeral(text: str) -> int | None:

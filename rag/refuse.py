@@ -39,7 +39,9 @@ AFTER = (
     Check("echo", "", "the answer only repeats the question's words"),
     Check("invented_numbers", "", "the answer holds numbers found neither in the evidence nor the question"),
     Check("miscounted", "", "the answer's figure counts something else than the evidence's same number (47分, 47次)"),
-    Check("answer_type", "", "a who-question is not answered by a person's name found in the evidence"),
+    Check("answer_type", "", "the answer is not of the kind asked: a who-question's by no person's name found in "
+                             "the evidence, a how-many question's by no figure in the measure asked, a "
+                             "when-question's by no date"),
     Check("grounding", "min_grounding", "too few of the answer's own terms are in the evidence"),
     Check("support", "", "no sentence given to the model supports the answer"),
     Check("subject", "min_coverage", "a how-many answer's figure comes from sentences that hold too little of "
@@ -141,10 +143,13 @@ class Refuser:
         return f"miscounted: {sorted(wrong)} count something else in the evidence" if wrong else ""
 
     def _answer_type(self, a: Answered, intent: Intent) -> str:
-        if intent.kind != "person":
-            return ""
-        names = citing.person_names(a.text, a.chosen)
-        return "" if names else "answer_type: 0 person names from the evidence in the answer to a who-question"
+        if intent.kind == "person" and not citing.person_names(a.text, a.chosen):
+            return "answer_type: 0 person names from the evidence in the answer to a who-question"
+        if intent.measure and not citing.counts_in(a.text, intent.measure):
+            return f"answer_type: no figure in {intent.measure[0]} in the answer to a how-many question"
+        if intent.when and not citing.numbers(to_simplified(a.text)):
+            return "answer_type: no date in the answer to a when-question"
+        return ""
 
     def _grounding(self, a: Answered, intent: Intent) -> str:
         grounded = citing.grounding(a.text, a.question, a.chosen, a.context)

@@ -19,9 +19,14 @@ from rag.normalize import to_simplified
     ("辽源市第五中学的校长是谁？", Intent("person", roles=("校长",))),
     ("那篇报道的通讯员和编辑分别是谁？", Intent("person", roles=("通讯员", "编辑"))),
     ("大会由谁主持？", Intent("person", roles=("主持",))),
-    ("每个园区至少建有几所镇办公办园？", Intent("quantity", quantity=True)),
+    ("每个园区至少建有几所镇办公办园？", Intent("quantity", quantity=True, measure="所")),
+    ("共招聘了多少名教师？", Intent("quantity", quantity=True, measure="名人位")),
+    ("全县共有多少万人？", Intent("quantity", quantity=True, measure="名人位")),
+    ("建成了多少个基地？", Intent("quantity", quantity=True)),  # 个 counts anything
+    ("中考成绩排第几名？", Intent("quantity", quantity=True)),  # a rank: no measure asked
     ("阳山县排名第几？", Intent("other")),
-    ("动员部署会是在哪一天召开的？", Intent("other")),
+    ("动员部署会是在哪一天召开的？", Intent("other", when=True)),
+    ("该校是什么时候建成的？", Intent("other", when=True)),
     ("哪十二所学校获评示范校？", Intent("list", count=12)),
     ("推动各项任务实现哪“三化”？", Intent("list", count=3)),  # dev q272
 ])

@@ -65,6 +65,13 @@ def test_structured_messages_are_not_questions(text: str, structured: bool) -> N
     ("张三。", "辽源市教育局局长是谁？",
      "answer_type: 0 person names from the evidence in the answer to a who-question"),
     ("段灿。", "那篇报道的记者是谁？", ""),
+    # A how-many answer holds a figure in the measure asked, or in none; a when-answer holds a date.
+    ("共5所。", "共有几所学校？", ""),
+    ("共5。", "共有几所学校？", ""),
+    ("在市第五中学召开。", "共有几所学校？", "answer_type: no figure in 所 in the answer to a how-many question"),
+    ("排名第五。", "共有几所学校？", "answer_type: no figure in 所 in the answer to a how-many question"),
+    ("在2月19日召开。", "大会是在哪一天召开的？", ""),
+    ("在学校召开。", "大会是在哪一天召开的？", "answer_type: no date in the answer to a when-question"),
     ("会议在北京召开。", "会议在哪里召开？", "grounding 0.00 < 0.5"),
     # The question rewritten as an answer says nothing (dev q315), unless it asked whether.
     ("辽源市教育系统领导干部大会在“市第五中学”召开。", "辽源市教育系统领导干部大会在哪所学校召开？", ""),
