@@ -20,6 +20,7 @@ _COUNTER = "个种所项家名位条类大点级学方面"
 _COUNTED_WHICH = re.compile(rf"哪[“\"「『]?([{_NUMERAL.replace('一', '')}][{_NUMERAL}]*|\d+)[{_COUNTER}]?")
 # “五学” / 这三所学校 / 六个方面: a number before the noun names how many items the answer holds.
 _COUNTED_NOUN = re.compile(rf"([{_NUMERAL}]|\d+)(?:[{_COUNTER}]|位一体)")
+_CLAUSE_MARKS = "，,；;：:。！？!?"
 _LIST_WORDS = re.compile(r"哪几|哪些|列出|列举|有哪|包括哪|包含哪|分别是什么|分别有")
 _PERSON = re.compile(r"谁")
 # 多少分 / 几名 / 多少万元: the measure word a how-many question asks its figure in (个 counts anything; 第几名
@@ -55,9 +56,13 @@ def intent_of(question_simplified: str) -> Intent:
     # 哪几个方面 asks for the items, not for how many.
     if counted := _COUNTED_WHICH.search(q):
         return Intent("list", "多少" in q, numeral(counted.group(1)) or 0)
-    if _LIST_WORDS.search(q):
-        noun = _COUNTED_NOUN.search(q)
-        return Intent("list", "多少" in q, (numeral(noun.group(1)) or 0) if noun else 0)
+    if asking := _LIST_WORDS.search(q):
+        # The count is named where the list is asked for, or after (请列出…三个课堂); a number before that
+        # clause counts what the question builds on (除了这三个聚焦，还部署了哪些举措), and a list has two items
+        # or more.
+        noun = _COUNTED_NOUN.search(q, max(q.rfind(p, 0, asking.start()) for p in _CLAUSE_MARKS) + 1)
+        count = (numeral(noun.group(1)) or 0) if noun else 0
+        return Intent("list", "多少" in q, count if count >= 2 else 0)
     if _PERSON.search(q):
         return Intent("person", quantity, roles=_roles(q))
     asked = _ASKED_MEASURE.search(q)

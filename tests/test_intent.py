@@ -16,6 +16,11 @@ from rag.normalize import to_simplified
     ("该县年内计划创建为“最强党支部”的是哪6所学校和幼儿园？", Intent("list", count=6)),
     ("重点做好哪几个方面的工作？请列出", Intent("list")),
     ("山丹县提出了哪些措施？", Intent("list")),
+    # The count is named where the list is asked for, or after it; one before counts what the question
+    # builds on, and one item is no list.
+    ("除了这两个重点，会议还部署了哪些工作？", Intent("list")),
+    ("关于教学改革这一条，会议提出了哪些要求？", Intent("list")),
+    ("全市用好了哪些阵地？请列出其中的四个课堂。", Intent("list", count=4)),
     ("辽源市第五中学的校长是谁？", Intent("person", roles=("校长",))),
     ("那篇报道的通讯员和编辑分别是谁？", Intent("person", roles=("通讯员", "编辑"))),
     ("大会由谁主持？", Intent("person", roles=("主持",))),
