@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rag.lang import asks_quantity, measure, numeral
+from rag.lang import MAX_LIST_ITEMS, asks_quantity, measure, numeral
 
 _NUMERAL = "一二三四五六七八九十两"
 _COUNTER = "个种所项家名位条类大点级学方面"
@@ -19,7 +19,7 @@ _COUNTER = "个种所项家名位条类大点级学方面"
 # slogan (哪一天, 哪一年 ask for one thing).
 _COUNTED_WHICH = re.compile(rf"哪[“\"「『]?([{_NUMERAL.replace('一', '')}][{_NUMERAL}]*|\d+)[{_COUNTER}]?")
 # “五学” / 这三所学校 / 六个方面: a number before the noun names how many items the answer holds.
-_COUNTED_NOUN = re.compile(rf"([{_NUMERAL}]|\d+)(?:[{_COUNTER}]|位一体)")
+_COUNTED_NOUN = re.compile(rf"([{_NUMERAL}]+|\d+)(?:[{_COUNTER}]|位一体)")
 _CLAUSE_MARKS = "，,；;：:。！？!?"
 _LIST_WORDS = re.compile(r"哪几|哪些|列出|列举|有哪|包括哪|包含哪|分别是什么|分别有")
 _PERSON = re.compile(r"谁")
@@ -58,11 +58,11 @@ def intent_of(question_simplified: str) -> Intent:
         return Intent("list", "多少" in q, numeral(counted.group(1)) or 0)
     if asking := _LIST_WORDS.search(q):
         # The count is named where the list is asked for, or after (请列出…三个课堂); a number before that
-        # clause counts what the question builds on (除了这三个聚焦，还部署了哪些举措), and a list has two items
-        # or more.
+        # clause counts what the question builds on (除了这三个聚焦，还部署了哪些举措). A list has two items or
+        # more, and a larger number names a thing (党的二十大), not a list's size.
         noun = _COUNTED_NOUN.search(q, max(q.rfind(p, 0, asking.start()) for p in _CLAUSE_MARKS) + 1)
         count = (numeral(noun.group(1)) or 0) if noun else 0
-        return Intent("list", "多少" in q, count if count >= 2 else 0)
+        return Intent("list", "多少" in q, count if 2 <= count <= MAX_LIST_ITEMS else 0)
     if _PERSON.search(q):
         return Intent("person", quantity, roles=_roles(q))
     asked = _ASKED_MEASURE.search(q)

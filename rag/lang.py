@@ -16,6 +16,8 @@ CHOICE_QUESTION = re.compile(r"是否|还是|是不是|有没有|吗")
 # An ordinal that opens an item sentence: 一是…, 首先…, 第二，…
 ORDINAL = re.compile(r"^(?:[一二三四五六七八九十]+是|首先|其次|再次|最后|第[一二三四五六七八九十]+[,，、是])")
 _QUANTITY_QUESTION = re.compile(r"多少|几[个名所项位次年月日天人家条种类岁倍处批届期]")
+# A list of more items than this is a catalogue, not an answer (nor is a larger number a list's size).
+MAX_LIST_ITEMS = 12
 # What a figure counts, by the measure word after it; the words of one group count the same thing (182名 and
 # 182人 are the same people).
 MEASURE_GROUPS = ("名人位", "所", "个", "项", "场次", "分", "元", "家", "座", "条", "篇", "本", "岁", "倍", "届",

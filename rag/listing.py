@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rag.lang import CLAUSE, item_name, unnumbered
+from rag.lang import CLAUSE, MAX_LIST_ITEMS, item_name, unnumbered
 from rag.types import Sentence
 
 # The answer's items: what the model wrote between list marks, without its own numbering.
@@ -23,8 +23,6 @@ _QUOTES = "“”‘’\"'「」『』《》 "
 # An enumeration: the parts of one clause joined by 、, the last two perhaps by 和/及/与 (甲、乙和丙); these
 # are split nowhere else, being parts of words too (普及, 和谐).
 _LAST_JOIN = re.compile(r"以及|和|及|与")
-# A list of more items than this is a catalogue, not an answer to complete.
-MAX_ITEMS = 12
 _MIN_CHARS = 2
 _MIN_SENTENCE_MATCH = 3  # a shorter piece (坚持, 推进) is found in too many item sentences to pick one
 
@@ -39,7 +37,7 @@ def complete(answer: str, shown: Sequence[Sentence], items: Sequence[Sentence], 
     for found in enumerations(shown):
         if rewritten := _from_enumeration(pieces, found, count):
             return rewritten
-    if 2 <= len(items) <= MAX_ITEMS and count in (0, len(items)):
+    if 2 <= len(items) <= MAX_LIST_ITEMS and count in (0, len(items)):
         return _from_sentences(answer, pieces, items, count)
     return answer
 
@@ -79,7 +77,7 @@ def enumerations(sentences: Sequence[Sentence]) -> list[Enumeration]:
             last = _LAST_JOIN.split(parts[-1], maxsplit=1)
             if len(last) == 2 and all(len(p) >= _MIN_CHARS for p in last):
                 parts[-1:] = last
-            if 2 <= len(parts) <= MAX_ITEMS and all(parts):
+            if 2 <= len(parts) <= MAX_LIST_ITEMS and all(parts):
                 found.append(Enumeration(tuple(parts), s.simplified))
     return found
 

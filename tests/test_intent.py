@@ -21,6 +21,8 @@ from rag.normalize import to_simplified
     ("除了这两个重点，会议还部署了哪些工作？", Intent("list")),
     ("关于教学改革这一条，会议提出了哪些要求？", Intent("list")),
     ("全市用好了哪些阵地？请列出其中的四个课堂。", Intent("list", count=4)),
+    ("党的二十大报告提出了哪些目标？", Intent("list")),  # a name, not a list's size
+    ("全县的三十名考生来自哪几类学校？", Intent("list")),
     ("辽源市第五中学的校长是谁？", Intent("person", roles=("校长",))),
     ("那篇报道的通讯员和编辑分别是谁？", Intent("person", roles=("通讯员", "编辑"))),
     ("大会由谁主持？", Intent("person", roles=("主持",))),
