@@ -53,14 +53,14 @@ def test_numbers(text: str, expected: set[str]) -> None:
 
 
 @pytest.mark.parametrize(("answer", "wrong"), [
-    ("47分", {"47分"}),          # q161: the evidence counts 47 activities, not points
+    ("47分", {"47分"}),          # the evidence counts 47 activities, not points
     ("共37所", {"37所"}),         # 37 counts counties
     ("47次", set()), ("47场", set()),  # 场 and 次 count the same
     ("5000人", set()), ("5000名学生", set()),  # 名/人/位 count people
     ("第3名", set()), ("三年", set()),  # an ordinal; 三 stands bare in the evidence (第三,)
     ("37个县", set()), ("47个", set()),  # 个 counts anything
     ("1.2万人", set()), ("2022年", set()),
-    ("5.6万所", {"5.6万所"}), ("5.6万个", set()),  # dev q238: 5.6万 places (学位), not schools
+    ("5.6万所", {"5.6万所"}), ("5.6万个", set()),  # 5.6万 places (学位), not schools
 ])
 def test_miscounted(answer: str, wrong: set[str]) -> None:
     evidence = [Sentence("d", 0, 1, t, t, "") for t in ("2022年全县共开展主题活动47次,参与学生5000余人。",
@@ -69,9 +69,9 @@ def test_miscounted(answer: str, wrong: set[str]) -> None:
 
 
 @pytest.mark.parametrize(("answer", "question", "share"), [
-    # q103: 计划 is the model's filler; 三年 is grounded. Bigrams would also count 动计, found nowhere.
+    # 计划 is the model's filler; 三年 is grounded. Bigrams would also count 动计, found nowhere.
     ("三年行动计划", "山丹县大力实施的教育提速增质行动是几年行动？", 0.5),
-    # q104: everything but the item repeats the question; the item 宣讲辅导学 is grounded.
+    # everything but the item repeats the question; the item 宣讲辅导学 is grounded.
     ("它的第二项是宣讲辅导学。", "五学模式：集中引导学、宣讲辅导学。它的第二项是什么？", 1.0),
     ("山丹一中、山丹二中。", "山丹县聚力打造的党建“一校一”是哪两个？", 0.0),
 ])

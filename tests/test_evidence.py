@@ -45,7 +45,7 @@ def test_content_words_of_the_ranking_question() -> None:
       ("大会", False), ("召开", False)]),
     ("文章中提到几所学校", [("学校", False)]),
     ("请问是什么", []),
-    # 这次 / 该项 point at what is named elsewhere; 具体、主要、方面 shape any question (dev q297).
+    # 这次 / 该项 point at what is named elsewhere; 具体、主要、方面 shape any question.
     ("这次会议具体提出了哪几个方面的要求", [("会议", False), ("要求", False)]),
     ("该项工作主要包括什么", [("工作", False)]),
 ])

@@ -35,7 +35,7 @@ from rag.normalize import to_simplified
     ("动员部署会是在哪一天召开的？", Intent("other", when=True)),
     ("该校是什么时候建成的？", Intent("other", when=True)),
     ("哪十二所学校获评示范校？", Intent("list", count=12)),
-    ("推动各项任务实现哪“三化”？", Intent("list", count=3)),  # dev q272
+    ("推动各项任务实现哪“三化”？", Intent("list", count=3)),
 ])
 def test_intent_of(question: str, expected: Intent) -> None:
     assert intent_of(to_simplified(question)) == expected

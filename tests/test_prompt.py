@@ -124,7 +124,7 @@ def test_list_items_fall_back_to_an_ordinal_run(index: Index) -> None:
 
 
 def test_a_sentence_listing_two_things_is_shown_as_the_clause_asked_about() -> None:
-    """q093: the sentence lists the six parts of a mechanism, then the four kinds of work; asked for the
+    """The sentence lists the six parts of a mechanism, then the four kinds of work; asked for the
     work, the model is shown that clause (the first list is what a 1.5B model otherwise answers with)."""
     text = ("建立完善宣傳、教育、考核、監督、激勵、懲處“六位一體”師德師風建設長效機制,"
             "落實師德師風在資格認定、崗位聘用、年度考核、表彰獎勵等工作中的第一標準,切實將師德師風建設貫穿于全過程。")
@@ -139,7 +139,7 @@ def test_a_sentence_listing_two_things_is_shown_as_the_clause_asked_about() -> N
 
 
 def test_a_heading_with_as_many_parts_as_asked_holds_the_list(index: Index) -> None:
-    """q134's heading «(六)聚焦“规范”,强化“双减”工作» has three numbered parts; a sentence ranked above it that
+    """The heading «(六)聚焦“规范”,强化“双减”工作» has three numbered parts; a sentence ranked above it that
     lists other things (督查反馈8个方面16项共性问题、3项个性问题) must not win when three are asked for."""
     doc = "003_727ffb95bee0db86.txt"
     sentences = doc_sentences(index, doc)
@@ -163,7 +163,7 @@ def test_list_items_find_clauses_written_in_parallel(index: Index) -> None:
 
 
 def test_list_items_are_the_clauses_closed_by_semicolons_after_the_anchor(index: Index) -> None:
-    """q313: the section 一、坚持党建引领 opens with a sentence, then names four tasks in clauses closed by ；.
+    """The section 一、坚持党建引领 opens with a sentence, then names four tasks in clauses closed by ；.
     Its parent's headings (一、… 五、) are the section and its siblings, not what it holds."""
     anchor = next(s for s in doc_sentences(index, DOC_004) if s.text.startswith("要站在讲政治的高度"))
     items = list_items(index, anchor, 0, ["党建", "引领"])
@@ -171,7 +171,7 @@ def test_list_items_are_the_clauses_closed_by_semicolons_after_the_anchor(index:
 
 
 def test_list_items_under_an_ordinal_item_the_question_names(index: Index) -> None:
-    """q300: asked what «服务支撑制造业高质量发展» involved, the items are the sentences under «二是…», up
+    """Asked what «服务支撑制造业高质量发展» involved, the items are the sentences under «二是…», up
     to «三是…»; asked about the plan as a whole, they are the ordinal items themselves."""
     doc = "002_9f3d902dfed96728.txt"
     anchor = next(s for s in doc_sentences(index, doc) if s.simplified.startswith("二是服务支撑制造业"))

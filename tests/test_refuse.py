@@ -73,7 +73,7 @@ def test_structured_messages_are_not_questions(text: str, structured: bool) -> N
     ("在2月19日召开。", "大会是在哪一天召开的？", ""),
     ("在学校召开。", "大会是在哪一天召开的？", "answer_type: no date in the answer to a when-question"),
     ("会议在北京召开。", "会议在哪里召开？", "grounding 0.00 < 0.5"),
-    # The question rewritten as an answer says nothing (dev q315), unless it asked whether.
+    # The question rewritten as an answer says nothing, unless it asked whether.
     ("辽源市教育系统领导干部大会在“市第五中学”召开。", "辽源市教育系统领导干部大会在哪所学校召开？", ""),
     ("辽源市教育系统领导干部大会在“学校”召开。", "辽源市教育系统领导干部大会在哪所学校召开？",
      "echo: 0 words of the answer are not the question's"),

@@ -460,7 +460,7 @@ def test_a_follow_up_may_repeat_the_figures_of_the_turn_it_leans_on(sample_index
 
 
 def test_an_answer_that_repeats_the_turn_it_leans_on_is_still_cited(sample_index: tuple[Settings, Index]) -> None:
-    """As in dev q270, the model restates the earlier answer before the new one. Those words came with the
+    """The model may restate the earlier answer before the new one. Those words came with the
     question it was asked, so they do not dilute the new answer's support."""
     settings, index = sample_index
     reply = ("东莞2023年教育工作要突出的“一条主线”是“深入学习贯彻党的二十大精神为主线”。"
