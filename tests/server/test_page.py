@@ -509,7 +509,7 @@ def test_real_models_answer_and_highlight(browser: Any, real_settings: Settings)
             question = "阳山县在清远市八个县（市、区）中排名第几？"
             answer = ask(pg, question)
             expect(answer).not_to_have_class(re.compile(r"\brefused\b"))
-            # The rank as the gold set accepts it (q001: 第三 or 第3); the model writes either.
+            # The rank as the gold set accepts it (第三 or 第3); the model writes either.
             expect(answer.locator(".body")).to_contain_text(re.compile("第三|第3"))
             marker = answer.locator("button.cite").first
             expect(marker).to_have_attribute("data-doc-id", "000_ae0e48cc884afd96.txt")
