@@ -73,6 +73,17 @@ def is_structured(question: str) -> bool:
         return False
 
 
+def subject_share(citations: Sequence[Citation], words: Sequence[tuple[str, bool]], context: str,
+                  weight: Callable[[str], float]) -> tuple[float, tuple[str, ...]]:
+    """The share of the question's content weight that the cited sentences hold, and the words they miss;
+    1.0 when nothing is cited or nothing is left to look for. Places and years (they picked the document)
+    and the words of the document's title (``context``: they name the source) are not looked for."""
+    weights = {w: weight(w) for w, must in words if not must and w not in context}
+    if not citations or not sum(weights.values()):
+        return 1.0, ()
+    return held(weights, "\n".join(to_simplified(c.text) for c in citations))
+
+
 class Refuser:
     """The checks with the thresholds of one ``Settings``."""
 
@@ -106,15 +117,11 @@ class Refuser:
     def subject(self, citations: Sequence[Citation], words: Sequence[tuple[str, bool]], context: str,
                 weight: Callable[[str], float], intent: Intent) -> str:
         """A figure answers a how-many question only if the sentences it is cited from are about what was
-        asked: they must hold ``min_coverage`` of the question's content weight, as a document must. Places
-        and years (they picked the document) and the words of the document's title (they name the source)
-        are not looked for in the sentence."""
-        if not intent.quantity or not citations:
+        asked: they must hold ``min_coverage`` of the question's content weight (``subject_share``), as a
+        document must."""
+        if not intent.quantity:
             return ""
-        weights = {w: weight(w) for w, must in words if not must and w not in context}
-        if not sum(weights.values()):
-            return ""
-        share, missing = held(weights, "\n".join(to_simplified(c.text) for c in citations))
+        share, missing = subject_share(citations, words, context, weight)
         if share < self.settings.min_coverage:
             return f"subject {share:.2f} < {self.settings.min_coverage} (the cited sentences miss {'、'.join(missing)})"
         return ""

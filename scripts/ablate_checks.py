@@ -31,7 +31,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from rag.answer.verify import StreamVerifier  # noqa: E402
+from rag.answer.verify import StreamVerifier, Verdict  # noqa: E402
 from rag.config import Settings  # noqa: E402
 from rag.eval import cmrc  # noqa: E402
 from rag.eval.backends import Reply  # noqa: E402
@@ -109,7 +109,13 @@ def replay(service: RagService, question: Question, row: dict[str, Any], skip: f
         return question.right("", True, ()), True
     if question.id not in plans:
         plans[question.id] = service.prepare(question.messages)
-    plan = plans[question.id]
+    verdict, sent = verified(service, plans[question.id], row, skip)
+    refused = bool(verdict.reason)
+    return question.right("" if refused else sent, refused, verdict.citations), refused
+
+
+def verified(service: RagService, plan: Plan, row: dict[str, Any], skip: frozenset[str]) -> tuple[Verdict, str]:
+    """The verdict of the stage without the checks in ``skip`` on the recorded answer, and the text it sends."""
     service.refuser = Ablated(service.settings, skip)
     completes = plan.intent.kind == "list" and "list_completion" not in skip
     verifier = StreamVerifier(lambda text: service._verdict(text, plan), plan.traditional,
@@ -117,8 +123,7 @@ def replay(service: RagService, question: Question, row: dict[str, Any], skip: f
     for piece in row["pieces"]:
         verifier.feed(piece)
     verdict, _ = verifier.finish("".join(row["pieces"]))
-    refused = bool(verdict.reason)
-    return question.right("" if refused else verifier.sent, refused, verdict.citations), refused
+    return verdict, verifier.sent
 
 
 def main() -> None:

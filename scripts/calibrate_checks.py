@@ -34,10 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ablate_checks as ab  # noqa: E402
 
 from rag import cite  # noqa: E402
-from rag.answer.verify import StreamVerifier  # noqa: E402
-from rag.evidence import held  # noqa: E402
 from rag.lang import CHOICE_QUESTION  # noqa: E402
 from rag.normalize import to_simplified  # noqa: E402
+from rag.refuse import subject_share  # noqa: E402
 
 GUESSES = frozenset(ab.GUESSES) - {"list_completion"}
 NAMES = ("coverage", "best_dense", "grounding", "own_words", "answer_type", "miscounted", "subject", "support",
@@ -65,15 +64,10 @@ def rows_of(run: ab.Run) -> list[Row]:
         row = Row(q.id, q.answerable, checks)
         if not draft["refusal"]:
             plan = run.plans[q.id]
-            service.refuser = ab.Ablated(service.settings, GUESSES)
-            verifier = StreamVerifier(lambda text, plan=plan: service._verdict(text, plan), plan.traditional,
-                                      service._completer(plan) if plan.intent.kind == "list" else None)
-            for piece in draft["pieces"]:
-                verifier.feed(piece)
-            verdict, _ = verifier.finish("".join(draft["pieces"]))
+            verdict, sent = ab.verified(service, plan, draft, GUESSES)
             if not verdict.reason:
-                row = replace(row, signals=signals(service, plan, verifier.sent, verdict.citations),
-                              right=q.right(verifier.sent, False, verdict.citations))
+                row = replace(row, signals=signals(service, plan, sent, verdict.citations),
+                              right=q.right(sent, False, verdict.citations))
         rows.append(row)
     return rows
 
@@ -85,10 +79,8 @@ def signals(service: ab.RagService, plan: ab.Plan, sent: str, citations: tuple) 
     own = 5 if CHOICE_QUESTION.search(message) else len(cite.own_words(text, message))
     kind = ab.Refuser(service.settings)._answer_type(ab.Answered(text, asked, plan.evidence, plan.titles, message),
                                                       plan.intent)
-    subject = 1.0
-    weights = {w: plan.index.word_weight(w) for w, must in plan.analysis.words if not must and w not in plan.titles}
-    if plan.intent.quantity and citations and sum(weights.values()):
-        subject = held(weights, "\n".join(to_simplified(c.text) for c in citations))[0]
+    subject = subject_share(citations, plan.analysis.words, plan.titles, plan.index.word_weight)[0] \
+        if plan.intent.quantity else 1.0
     return (evidence.coverage, evidence.best_dense, cite.grounding(text, asked, plan.evidence, plan.titles),
             math.log1p(own), float(not kind), float(bool(cite.miscounted(text, plan.evidence, asked))), subject,
             max((cite.support(text, s, asked) for s in plan.evidence), default=0.0), math.log1p(len(text)),
