@@ -129,7 +129,6 @@ def render(templates: Templates, sentences: Sequence[Sentence], question: str,
 
 
 # --- list questions: the structure that holds the items ------------------------------------------------------
-# 一是…二是…, 首先…其次…, 第一…第二…: a run of sentences that each open with an ordinal (``rag.lang.ORDINAL``).
 _ITEM_SEPARATORS = re.compile(r"[、；;]|和|及|与|”“")
 # With the number of items known, clauses count as items too: 风险防范增力度,考试组织提效度,信访服务升温度.
 _CLAUSE_SEPARATORS = re.compile(r"[、；;，,]|和|及|与|”“")
@@ -205,14 +204,14 @@ def list_items(index: Index, anchor: Sentence, count: int = 0, terms: Sequence[s
     """The sentences that hold the items of a list the anchor sentence belongs to or announces: when the
     anchor is an ordinal item the question (``asked``) names, the sentences under it (二是服务支撑制造业
     高质量发展。→ what follows, up to 三是…); else the headings of its section's children (``1.…``,
-    ``2.…``), else a run of ordinal sentences (一是…, 二是…) in the section, else a parallel run around the
-    anchor (要深入调研抓落实…; 要结果导向抓落实…; with 抓落实 one of the question's ``terms``), else the
-    clauses closed by ；that the anchor opens or stands in. The anchor's own section is tried first, then its
-    parent; with ``count`` known, the structure with that many items wins."""
+    ``2.…``), else a parallel run around the anchor (要深入调研抓落实…; 要结果导向抓落实…; with 抓落实 one
+    of the question's ``terms``), else the clauses closed by ；that the anchor opens or stands in. The
+    anchor's own section is tried first, then its parent; with ``count`` known, the structure with that many
+    items wins."""
     found = [items for own, sentences in _sections(index, anchor)
              for items in (_body(sentences, anchor, asked), _child_headings(sentences, own),
-                           _ordinal_run(sentences), _parallel_run(sentences, anchor, terms),
-                           _semicolon_run(sentences, anchor)) if len(items) >= 2]
+                           _parallel_run(sentences, anchor, terms), _semicolon_run(sentences, anchor))
+             if len(items) >= 2]
     exact = [f for f in found if len(f) == count]
     return (exact or found or [[]])[0]
 
@@ -274,11 +273,6 @@ def _child_headings(sentences: Sequence[Sentence], own: str | None) -> list[Sent
             heads.append((found[0], s))
     top = min((level for level, _ in heads), default=0)
     return [s for level, s in heads if level == top]
-
-
-def _ordinal_run(sentences: Sequence[Sentence]) -> list[Sentence]:
-    """The sentences that open with an ordinal (一是…, 其次…)."""
-    return [s for s in sentences if _ORDINAL.match(s.simplified)]
 
 
 def _parallel_run(sentences: Sequence[Sentence], anchor: Sentence, terms: Sequence[str]) -> list[Sentence]:

@@ -41,7 +41,6 @@ ROLES = frozenset({"system", "user", "assistant"})
 _POINTER = r"(?:这|那)(?:个|些|项|一)|第[一二三四五六七八九十\d]+(?:项|个|条|点|位)"  # 这个数字, 第二项
 _FOLLOW_UP = re.compile(rf"^(?:那|还有|另外|此外|它|其|这|该|此|他|她|上述|前者|后者|同一)|呢[？?]?$|"
                         rf"{_POINTER}|上一|刚才|前面")
-_FOLLOW_UP_CHARS = 8
 # A follow-up that points at the previous answer itself (它的第二项, 这个数字) is looked up with that answer:
 # the item or figure it points at is what the sought sentence is about.
 _POINTS_AT_ANSWER = re.compile(rf"^(?:它|其(?!他))|{_POINTER}")
@@ -328,7 +327,7 @@ def _promote_roles(ranked: list[Sentence], roles: Sequence[str]) -> list[Sentenc
 
 def is_follow_up(question: str) -> bool:
     """True when the question leans on the previous turn (那初中呢？, 它的第二项是什么, 这个数字是哪一年的)."""
-    return bool(_FOLLOW_UP.search(to_simplified(question))) or len(question) <= _FOLLOW_UP_CHARS
+    return bool(_FOLLOW_UP.search(to_simplified(question)))
 
 
 def _turns(messages: Sequence[dict[str, str]]) -> list[tuple[str, str]]:

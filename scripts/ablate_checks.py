@@ -187,12 +187,13 @@ class Run:
     plans: dict[str, Plan] = field(default_factory=dict)
 
 
-def load_run(path: Path) -> Run:
+def load_run(path: Path, generate: bool = False) -> Run:
+    """A drafts file's questions and drafts, with a service that replays them (and drafts, with ``generate``)."""
     lines = path.read_text("utf-8").splitlines()
     meta = json.loads(lines[0])["meta"]
     rows = {r["id"]: r for r in map(json.loads, lines[1:])}
     questions = [q for q in questions_for(meta) if q.id in rows]
-    return Run(path.stem, service_for(meta, generate=False), questions, rows)
+    return Run(path.stem, service_for(meta, generate=generate), questions, rows)
 
 
 Outcome = dict[str, tuple[bool, bool]]  # question id -> (right, refused)

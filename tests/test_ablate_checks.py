@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -17,6 +18,7 @@ from tests.fakes import FakeEmbedder, FakeGenerator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import ablate_checks  # noqa: E402
+import ablate_prompt  # noqa: E402
 
 SAMPLE_CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 QUESTION = "阳山县在清远市八个县（市、区）中排名第几？"
@@ -60,3 +62,22 @@ def test_leaving_a_check_out_changes_only_its_decision(sample_index: tuple[Setti
     assert replayed(settings, index, echo, frozenset())[1]
     assert replayed(settings, index, echo, frozenset({"echo"})) == (echo, False)
     assert replayed(settings, index, echo, frozenset({"grounding"}))[1]  # echo still refuses
+
+
+def test_a_prompt_rule_switched_off_redrafts_only_the_prompts_it_changes(
+        sample_index: tuple[Settings, Index]) -> None:
+    """scripts/ablate_prompt.py: with the list structure off, the list question is shown other sentences and
+    drafted again; the figure question's prompt is the same and keeps its draft; the rule is back after."""
+    settings, index = sample_index
+    service = RagService(settings, FakeEmbedder(), FakeGenerator(reply="排名第三。"), index)
+    asked = {"rank": QUESTION, "list": "辽源市教育局2023年全面实施了哪四个行动？"}
+    questions = [ablate_checks.Question(k, [{"role": "user", "content": q}], lambda text, refused, citations: True,
+                                        True) for k, q in asked.items()]
+    run = ablate_checks.Run("r", service, questions, {q.id: ablate_checks.draft(service, q) for q in questions})
+    ablate_checks.outcomes([run], frozenset())  # the plans with every rule
+    original = ablate_prompt.prompting.list_items
+    redrafted = []
+    with mock.patch.object(ablate_checks, "draft", lambda s, q: redrafted.append(q.id) or run.rows[q.id]):
+        _, changed = ablate_prompt.without(run, "list_structure")
+    assert (changed, redrafted) == (1, ["list"])
+    assert ablate_prompt.prompting.list_items is original

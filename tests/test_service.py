@@ -17,7 +17,7 @@ from rag.index import DocRecord, Index
 from rag.index.writer import IndexWriter, sanitize_name
 from rag.ingest import ingest_paths
 from rag.normalize import clean, to_simplified, to_traditional
-from rag.service import RagService, StreamVerifier, Verdict, validate_messages
+from rag.service import RagService, StreamVerifier, Verdict, is_follow_up, validate_messages
 from rag.types import Answer, Citation
 from tests.fakes import FakeEmbedder, FakeGenerator
 
@@ -572,6 +572,14 @@ def test_a_refused_previous_answer_is_not_quoted(service: RagService, generator:
     history = [user(RANK_QUESTION), {"role": "assistant", "content": REFUSAL}, user(FOLLOW_UP)]
     service.answer(history)
     assert generator.calls[-1][1]["content"].rstrip().endswith(f"问题：{RANK_QUESTION} {FOLLOW_UP}")
+
+
+@pytest.mark.parametrize(("question", "leans"), [
+    ("那初中呢？", True), ("它的第二项是什么？", True), ("第三个是什么？", True), ("罗保铭是谁？", False),
+    ("欧盟批准了什么？", False)])
+def test_a_short_question_is_a_follow_up_only_when_it_points_back(question: str, leans: bool) -> None:
+    """Shortness alone does not make a follow-up: a short new question is asked on its own."""
+    assert is_follow_up(question) is leans
 
 
 def test_chained_follow_ups_reach_back_to_the_standalone_question(service: RagService) -> None:
