@@ -68,8 +68,11 @@ def switched_off(rule: str) -> Iterator[None]:
 
 
 def without(run: ablate_checks.Run, rule: str) -> tuple[ablate_checks.Outcome, int]:
-    """The outcomes of ``run`` with ``rule`` off, and how many prompts it changed. ``run.plans`` holds the
-    plans with every rule (``ablate_checks.outcomes`` made them)."""
+    """The outcomes of ``run`` with ``rule`` off, and how many prompts it changed. ``run.plans`` keeps the
+    plans with every rule, a refusal before the model included."""
+    for question in run.questions:
+        if question.id not in run.plans:
+            run.plans[question.id] = run.service.prepare(question.messages)
     outcome: ablate_checks.Outcome = {}
     changed = 0
     plans: dict[str, Plan] = {}
@@ -77,8 +80,8 @@ def without(run: ablate_checks.Run, rule: str) -> tuple[ablate_checks.Outcome, i
         for question in run.questions:
             plan = plans[question.id] = run.service.prepare(question.messages)
             row = run.rows[question.id]
-            before = run.plans.get(question.id)
-            if before is None or (plan.chat, plan.refusal) != (before.chat, before.refusal):
+            before = run.plans[question.id]
+            if (plan.chat, plan.refusal) != (before.chat, before.refusal):
                 changed += 1
                 row = ablate_checks.draft(run.service, question)
             outcome[question.id] = ablate_checks.replay(run.service, question, row, frozenset(), plans)

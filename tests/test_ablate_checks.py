@@ -67,13 +67,15 @@ def test_leaving_a_check_out_changes_only_its_decision(sample_index: tuple[Setti
 def test_a_prompt_rule_switched_off_redrafts_only_the_prompts_it_changes(
         sample_index: tuple[Settings, Index]) -> None:
     """scripts/ablate_prompt.py: with the list structure off, the list question is shown other sentences and
-    drafted again; the figure question's prompt is the same and keeps its draft; the rule is back after."""
+    drafted again; the figure question's prompt is the same and keeps its draft, as does the question refused
+    before the model either way; the rule is back after."""
     settings, index = sample_index
     service = RagService(settings, FakeEmbedder(), FakeGenerator(reply="排名第三。"), index)
-    asked = {"rank": QUESTION, "list": "辽源市教育局2023年全面实施了哪四个行动？"}
+    asked = {"rank": QUESTION, "list": "辽源市教育局2023年全面实施了哪四个行动？", "absent": "火星的首都是哪里？"}
     questions = [ablate_checks.Question(k, [{"role": "user", "content": q}], lambda text, refused, citations: True,
                                         True) for k, q in asked.items()]
     run = ablate_checks.Run("r", service, questions, {q.id: ablate_checks.draft(service, q) for q in questions})
+    assert run.rows["absent"]["refusal"]
     ablate_checks.outcomes([run], frozenset())  # the plans with every rule
     original = ablate_prompt.prompting.list_items
     redrafted = []
