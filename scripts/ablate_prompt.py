@@ -54,9 +54,8 @@ RULES: dict[str, tuple[tuple[Any, str, Callable[..., Any]], ...]] = {
     "parallel_run": ((prompting, "_parallel_run", _nothing),),
     "semicolon_run": ((prompting, "_semicolon_run", _nothing),),
     "roles": ((prompting, "role_sentences", _nothing), (serving, "_promote_roles", _first_unchanged)),
-    "list_structure": ((prompting, "enumerating", lambda *_: None), (prompting, "counted_heading", _no_heading),
-                       (prompting, "list_items", _nothing)),
 }
+RULES["list_structure"] = (*RULES["enumerating"], *RULES["counted_heading"], (prompting, "list_items", _nothing))
 
 
 @contextmanager
