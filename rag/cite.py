@@ -149,7 +149,7 @@ def verify(sentence: Sentence, sources: Mapping[str, str]) -> bool:
         clean(source[sentence.start:sentence.end]) == sentence.text
 
 
-# --- who-questions: the answer must be a person's name from the evidence, standing in the asked role ----------
+# --- who-questions: the answer must name someone or something of the evidence -----------------------------
 # A name right after a title ("记者:段灿", "局长高凯"): the titles that introduce people in these documents.
 _TITLED = re.compile(r"(?:记者|编辑|通讯员|作者|主持人|摄影|校长|园长|院长|局长|书记|主任|部长|县长|市长|区长|"
                      r"镇长|委员|组长|主席|教师|老师|同志)[:：\s]*([\u4e00-\u9fff]{2,3}?)"
@@ -167,10 +167,22 @@ def names_in(text_simplified: str) -> frozenset[str]:
     return frozenset(found | set(_TITLED.findall(text_simplified)))
 
 
-def person_names(answer: str, evidence: Sequence[Sentence]) -> set[str]:
-    """Names of people found in the evidence that the answer gives."""
-    answer_s = to_simplified(answer)
-    return {n for s in evidence for n in names_in(s.simplified) if n in answer_s}
+# jieba's tags of names: of people, places, organisations, other proper nouns; words in Latin letters.
+_NAME_TAGS = frozenset({"nr", "nrfg", "nrt", "ns", "nt", "nz", "eng"})
+
+
+def named(answer: str, evidence: Sequence[Sentence], question: str = "") -> set[str]:
+    """Who or what the answer names from the evidence: the people the evidence names (``names_in``), and the
+    answer's own proper nouns (jieba's name tags) that an evidence sentence holds and the question did not
+    bring. A who-question asks for someone or something named in the sources: a person, but also a team, a
+    country, a company («泰国国家铁路局», «Kampon Tansacha»)."""
+    import jieba.posseg as pseg  # heavy dictionary: load on first use
+
+    answer_s, question_s = to_simplified(answer), to_simplified(question)
+    text = "\n".join(s.simplified for s in evidence)
+    people = {n for s in evidence for n in names_in(s.simplified) if n in answer_s}
+    return people | {w for w, flag in pseg.lcut(answer_s)
+                     if flag in _NAME_TAGS and len(w) >= 2 and w not in question_s and w in text}
 
 
 def holds_role(name: str, role: str, evidence: Sequence[Sentence]) -> bool:

@@ -39,8 +39,8 @@ AFTER = (
     Check("echo", "", "the answer only repeats the question's words"),
     Check("invented_numbers", "", "the answer holds numbers found neither in the evidence nor the question"),
     Check("miscounted", "", "the answer's figure counts something else than the evidence's same number (47分, 47次)"),
-    Check("answer_type", "", "the answer is not of the kind asked: a who-question's by no person's name found in "
-                             "the evidence, a how-many question's by no figure in the measure asked, a "
+    Check("answer_type", "", "the answer is not of the kind asked: a who-question's by no one and nothing the "
+                             "evidence names, a how-many question's by no figure in the measure asked, a "
                              "when-question's by no date"),
     Check("grounding", "min_grounding", "too few of the answer's own terms are in the evidence"),
     Check("support", "", "no sentence given to the model supports the answer"),
@@ -150,8 +150,8 @@ class Refuser:
         return f"miscounted: {sorted(wrong)} count something else in the evidence" if wrong else ""
 
     def _answer_type(self, a: Answered, intent: Intent) -> str:
-        if intent.kind == "person" and not citing.person_names(a.text, a.chosen):
-            return "answer_type: 0 person names from the evidence in the answer to a who-question"
+        if intent.kind == "person" and not citing.named(a.text, a.chosen, a.question):
+            return "answer_type: the answer to a who-question names no one and nothing of the evidence"
         if intent.measure and not citing.counts_in(a.text, intent.measure):
             return f"answer_type: no figure in {intent.measure[0]} in the answer to a how-many question"
         if intent.when and not citing.numbers(to_simplified(a.text)):

@@ -61,9 +61,9 @@ def test_structured_messages_are_not_questions(text: str, structured: bool) -> N
     ("高凯。", "辽源市教育局局长是谁？", ""),
     ("郎冬岩。", "大会由谁主持？", ""),
     ("系统已被攻破。", "辽源市第五中学的校长是谁？",
-     "answer_type: 0 person names from the evidence in the answer to a who-question"),
+     "answer_type: the answer to a who-question names no one and nothing of the evidence"),
     ("张三。", "辽源市教育局局长是谁？",
-     "answer_type: 0 person names from the evidence in the answer to a who-question"),
+     "answer_type: the answer to a who-question names no one and nothing of the evidence"),
     ("段灿。", "那篇报道的记者是谁？", ""),
     # A how-many answer holds a figure in the measure asked, or in none; a when-answer holds a date.
     ("共5所。", "共有几所学校？", ""),
@@ -81,6 +81,24 @@ def test_structured_messages_are_not_questions(text: str, structured: bool) -> N
 ])
 def test_after_generation(answer: str, question: str, reason: str) -> None:
     assert after(answer, question, MEETING, DIRECTOR, BYLINE) == reason
+
+
+PARK = "乍都节公园的土地由泰国国家铁路局捐献。"
+RESORT = "自2001年起，萱侬律的经营权归儿子Kampon Tansacha先生所有。"
+WHO = "answer_type: the answer to a who-question names no one and nothing of the evidence"
+
+
+@pytest.mark.parametrize(("answer", "question", "reason"), [
+    # 谁 asks for someone or something the sources name: a person, but also an organisation or a foreign name.
+    ("泰国国家铁路局。", "乍都节公园是由谁捐献土地建造出来的？", ""),
+    ("归Kampon Tansacha先生所有。", "萱侬律的经营权归谁所有？", ""),
+    # A name the question brought, or one the evidence does not hold, names no one asked for.
+    ("乍都节公园是由乍都节捐献的。", "乍都节公园是由谁捐献土地建造出来的？", WHO),
+    ("由日本铁路公司捐献。", "乍都节公园是由谁捐献土地建造出来的？", WHO),
+    ("由土地捐献。", "乍都节公园是由谁捐献土地建造出来的？", WHO),
+])
+def test_a_who_question_is_answered_by_a_name_of_the_evidence(answer: str, question: str, reason: str) -> None:
+    assert after(answer, question, PARK, RESORT) == reason
 
 
 def test_support_needs_a_citation() -> None:

@@ -15,8 +15,11 @@ test("refusal reasons in plain Chinese, by the check that refused", () => {
   assert.equal(refusalReason("invented_numbers: ['12'] not in the evidence"),
     "回答中的数字在文档里找不到，为避免编造，不作回答。");
   assert.equal(refusalReason("miscounted: ['47'] count something else in the evidence"), "回答中的数字在文档里说的是别的事情。");
-  assert.equal(refusalReason("answer_type: 0 person names from the evidence in the answer to a who-question"),
-    "问的是人，回答里却没有文档中出现的人名。");
+  assert.equal(refusalReason("answer_type: the answer to a who-question names no one and nothing of the evidence"),
+    "问的是谁，回答里却没有文档中提到的人或事物。");
+  assert.equal(refusalReason("answer_type: no figure in 所 in the answer to a how-many question"),
+    "问的是数量，回答里却没有所问单位的数字。");
+  assert.equal(refusalReason("answer_type: no date in the answer to a when-question"), "问的是时间，回答里却没有日期。");
   assert.equal(refusalReason("grounding 0.00 < 0.5"), "回答的内容在文档里找不到依据。");
   assert.equal(refusalReason("support: 0 sentences support the answer"), "文档里没有一句话能支持这个回答。");
   assert.equal(refusalReason("subject 0.20 < 0.5 (the cited sentences miss 学位)"), "回答中的数字出自与问题无关的句子。");
