@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     candidates: int = Field(30, ge=1, le=1000, description="Hits taken from each retriever before fusion.")
 
     # --- answering ------------------------------------------------------------------------------------
-    context_chunks: int = Field(4, ge=1, le=20, description="Retrieved chunks whose sentences compete "
+    context_chunks: int = Field(8, ge=1, le=20, description="Retrieved chunks whose sentences compete "
                                 "for the prompt.")
     context_max_chars: int = Field(240, ge=40, le=4000, description="Budget of passage characters sent "
                                    "to the model (prompt size is the main cost).")

@@ -211,10 +211,17 @@ def test_follow_up_uses_the_earlier_question_for_retrieval(service: RagService, 
         f"问题：{RANK_QUESTION}（上次回答：{first.text}）{FOLLOW_UP}")
 
 
-def test_follow_up_alone_does_not_reach_the_same_evidence(service: RagService) -> None:
-    """The contrast that makes the follow-up test meaningful: without history doc 000 is not the evidence."""
-    alone = service.answer([user(FOLLOW_UP)])
+def test_follow_up_alone_does_not_reach_the_same_evidence(sample_index: tuple[Settings, Index]) -> None:
+    """The contrast that makes the follow-up test meaningful: in a search narrow enough (4 chunks) that the
+    follow-up alone does not reach doc 000, the follow-up with its history does."""
+    settings, index = sample_index
+    narrow = RagService(settings.model_copy(update={"context_chunks": 4}), FakeEmbedder(), RecordingGenerator(),
+                        index)
+    alone = narrow.answer([user(FOLLOW_UP)])
     assert {c.doc_id for c in alone.citations} != {DOC0}
+    first = narrow.answer([user(RANK_QUESTION)])
+    answer = narrow.answer([user(RANK_QUESTION), {"role": "assistant", "content": first.text}, user(FOLLOW_UP)])
+    assert {c.doc_id for c in answer.citations} == {DOC0}
 
 
 def test_a_new_standalone_question_is_not_merged_with_history(service: RagService,
