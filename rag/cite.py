@@ -15,7 +15,6 @@ from rag.types import Citation, Sentence
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _MAX_LIST_CITATIONS = 10
 _JOINERS = frozenset("是的了")
-_HAN = re.compile(r"[\u3400-\u9fffA-Za-z]")
 # How the model says it found nothing (Simplified).
 _NOT_FOUND = re.compile("|".join(["没有找到", "未找到", "没有提到", "未提到", "没有提及", "未提及", "无法回答",
                                    "没有相关", "无相关", "无法确定", "不知道", "没有答案"]))
@@ -74,29 +73,6 @@ def counts_in(answer: str, group: str) -> bool:
     """True when the answer holds a figure (not an ordinal) counted in the measure-word ``group`` or in none
     (47分 or 47 for 分; not 8个县 nor 第三)."""
     return any(not ordinal and unit in (group, "") for _, unit, ordinal, _ in _figures(to_simplified(answer)))
-
-
-def grounding(answer: str, question: str, evidence: Sequence[Sentence], context: str = "") -> float:
-    """Share of the answer's own words (those the question did not bring) found in the evidence.
-
-    A small model sometimes fills a gap with a plausible name or figure; those words are nowhere in the
-    evidence, so a low share means the answer is not grounded. Words, not bigrams: a bigram across two
-    words (三年行动|计划 → 动计) is in no text and would count against a grounded answer.
-    """
-    asked = to_simplified(question)
-    words = [w for w in dict.fromkeys(_words(to_simplified(answer))) if w not in asked]
-    if not words:
-        return 1.0
-    text = "\n".join([to_simplified(context), *(s.simplified for s in evidence)])
-    written = numbers(text)  # 第3 is grounded by 第三
-    return sum(w in text or w in written for w in words) / len(words)
-
-
-def _words(text_simplified: str) -> list[str]:
-    """The words of a text (jieba) that can carry content: two characters or more, or a number."""
-    import jieba  # heavy dictionary: load on first use
-
-    return [w for w in jieba.lcut(text_simplified) if _NUMBER.fullmatch(w) or (len(w) >= 2 and _HAN.search(w))]
 
 
 def own_terms(answer_simplified: str, question_simplified: str) -> list[str]:

@@ -105,8 +105,6 @@ class Settings(BaseSettings):
     list_sentences: int = Field(10, ge=1, le=50, description="Most sentences sent to the model for a list question.")
     min_coverage: float = Field(0.5, ge=0, le=1, description="Refuse when less of the question's content "
                                 "is found in the evidence than this.")
-    min_grounding: float = Field(0.5, ge=0, le=1, description="Refuse an answer when less of its own terms "
-                                 "(those not in the question) are found in the evidence than this.")
     max_tokens: int = Field(80, ge=1, le=2048, description="Default answer length limit, in tokens.")
     temperature: float = Field(0.0, ge=0, le=2, description="Default sampling temperature.")
     n_ctx: int = Field(2048, ge=256, le=32768, description="LLM context window.")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from rag import cite as citing
 from rag.config import Settings
-from rag.evidence import Evidence, held
+from rag.evidence import Evidence
 from rag.intent import Intent
 from rag.lang import CHOICE_QUESTION
 from rag.normalize import to_simplified
@@ -42,10 +42,7 @@ AFTER = (
     Check("answer_type", "", "the answer is not of the kind asked: a who-question's by no one and nothing the "
                              "evidence names, a how-many question's by no figure in the measure asked, a "
                              "when-question's by no date"),
-    Check("grounding", "min_grounding", "too few of the answer's own terms are in the evidence"),
     Check("support", "", "no sentence given to the model supports the answer"),
-    Check("subject", "min_coverage", "a how-many answer's figure comes from sentences that hold too little of "
-                                     "the question's content weight"),
 )
 
 
@@ -58,7 +55,6 @@ class Answered:
     text: str
     question: str
     chosen: Sequence[Sentence]
-    context: str = ""
     message: str = ""
 
 
@@ -71,17 +67,6 @@ def is_structured(question: str) -> bool:
         return isinstance(json.loads(text), dict | list)
     except ValueError:
         return False
-
-
-def subject_share(citations: Sequence[Citation], words: Sequence[tuple[str, bool]], context: str,
-                  weight: Callable[[str], float]) -> tuple[float, tuple[str, ...]]:
-    """The share of the question's content weight that the cited sentences hold, and the words they miss;
-    1.0 when nothing is cited or nothing is left to look for. Places and years (they picked the document)
-    and the words of the document's title (``context``: they name the source) are not looked for."""
-    weights = {w: weight(w) for w, must in words if not must and w not in context}
-    if not citations or not sum(weights.values()):
-        return 1.0, ()
-    return held(weights, "\n".join(to_simplified(c.text) for c in citations))
 
 
 class Refuser:
@@ -113,18 +98,6 @@ class Refuser:
     @staticmethod
     def support(citations: Sequence[Citation]) -> str:
         return "" if citations else "support: 0 sentences support the answer"
-
-    def subject(self, citations: Sequence[Citation], words: Sequence[tuple[str, bool]], context: str,
-                weight: Callable[[str], float], intent: Intent) -> str:
-        """A figure answers a how-many question only if the sentences it is cited from are about what was
-        asked: they must hold ``min_coverage`` of the question's content weight (``subject_share``), as a
-        document must."""
-        if not intent.quantity:
-            return ""
-        share, missing = subject_share(citations, words, context, weight)
-        if share < self.settings.min_coverage:
-            return f"subject {share:.2f} < {self.settings.min_coverage} (the cited sentences miss {'、'.join(missing)})"
-        return ""
 
     # --- the post-generation rules, in order ------------------------------------------------------------
     def _model_not_found(self, a: Answered, intent: Intent) -> str:
@@ -158,14 +131,7 @@ class Refuser:
             return "answer_type: no date in the answer to a when-question"
         return ""
 
-    def _grounding(self, a: Answered, intent: Intent) -> str:
-        grounded = citing.grounding(a.text, a.question, a.chosen, a.context)
-        if grounded < self.settings.min_grounding:
-            return f"grounding {grounded:.2f} < {self.settings.min_grounding}"
-        return ""
-
 
 _AFTER_RULES: tuple[Callable[[Refuser, Answered, Intent], str], ...] = (
     Refuser._model_not_found, Refuser._echo, Refuser._invented_numbers, Refuser._miscounted, Refuser._answer_type,
-    Refuser._grounding,
 )

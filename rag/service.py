@@ -213,15 +213,12 @@ class RagService:
     def _verdict(self, text: str, plan: Plan) -> Verdict:
         """The checks after generation on ``text`` (the whole answer or a prefix of it)."""
         asked = plan.asked_simplified
-        answered = Answered(text, asked, plan.evidence, plan.titles, to_simplified(plan.question))
+        answered = Answered(text, asked, plan.evidence, to_simplified(plan.question))
         if reason := self.refuser.after(answered, plan.intent):
             return Verdict(reason)
         citations = citing.cite(text, plan.evidence, plan.index.sources, question=asked,
                                 collective=plan.intent.kind == "list")
         if reason := self.refuser.support(citations):
-            return Verdict(reason)
-        words = plan.analysis.words if plan.analysis else ()
-        if reason := self.refuser.subject(citations, words, plan.titles, plan.index.word_weight, plan.intent):
             return Verdict(reason)
         return Verdict("", tuple(with_pages(c, plan.index) for c in citations),
                        bool(citing.own_words(text, asked)))

@@ -65,9 +65,6 @@ class Ablated(Refuser):
     def support(self, citations: Any) -> str:  # type: ignore[override]
         return "" if "support" in self.skip else Refuser.support(citations)
 
-    def subject(self, *args: Any) -> str:
-        return "" if "subject" in self.skip else super().subject(*args)
-
 
 @dataclass(frozen=True)
 class Question:

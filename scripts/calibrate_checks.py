@@ -8,14 +8,15 @@ stage's own answers.
 The files are drafts of ``scripts/ablate_checks.py`` (the model's streamed pieces per question). Each answer
 is replayed with the checks of fact only (``ablate_checks.FACTS``; the guesses are left out) and described by
 what the guesses read, as numbers: the best document's coverage and the best passage's similarity, the
-answer's grounding, its own words (log), whether it is of the kind asked (``answer_type``), whether a figure
-counts something else (``miscounted``), the question's share in the cited sentences (``subject``), the best
-sentence's support, the answer's length (log) and whether it is a list. A logistic regression (L2, Newton's
-method) is fitted on the tuning drafts; it answers at or above the highest threshold that refuses at most
-``--max-lost`` of the right answers out of fold (five folds by a hash of the question id). Printed per run:
-accuracy / false refusal / unanswerable refused, and right less wrong replies (a refusal of an answerable
-question counts neither way), for the checks as they are and for the score: out of fold on the tuning
-runs, fitted on all tuning rows for the reporting runs.
+answer's own words (log), whether it is of the kind asked (``answer_type``), whether a figure counts something
+else (``miscounted``), the best sentence's support, the answer's length (log) and whether it is a list. A
+logistic regression (L2, Newton's method) is fitted on the tuning drafts; it answers at or above the highest
+threshold that refuses at most ``--max-lost`` of the right answers out of fold (five folds by a hash of the
+question id). Printed per run: accuracy / false refusal / unanswerable refused, and right less wrong replies
+(a refusal of an answerable question counts neither way), for the checks as they are and for the score: out
+of fold on the tuning runs, fitted on all tuning rows for the reporting runs. (Round 6 measured it with two
+more signals, the answer's grounding and the cited sentences' share of the question; round 9 deleted the
+checks that read them.)
 """
 
 from __future__ import annotations
@@ -36,11 +37,9 @@ import ablate_checks as ab  # noqa: E402
 from rag import cite  # noqa: E402
 from rag.lang import CHOICE_QUESTION  # noqa: E402
 from rag.normalize import to_simplified  # noqa: E402
-from rag.refuse import subject_share  # noqa: E402
 
 GUESSES = frozenset(ab.GUESSES) - {"list_completion"}
-NAMES = ("coverage", "best_dense", "grounding", "own_words", "answer_type", "miscounted", "subject", "support",
-         "chars", "is_list")
+NAMES = ("coverage", "best_dense", "own_words", "answer_type", "miscounted", "support", "chars", "is_list")
 FOLDS = 5
 
 
@@ -66,23 +65,21 @@ def rows_of(run: ab.Run) -> list[Row]:
             plan = run.plans[q.id]
             verdict, sent = ab.verified(service, plan, draft, GUESSES)
             if not verdict.reason:
-                row = replace(row, signals=signals(service, plan, sent, verdict.citations),
+                row = replace(row, signals=signals(service, plan, sent),
                               right=q.right(sent, False, verdict.citations))
         rows.append(row)
     return rows
 
 
-def signals(service: ab.RagService, plan: ab.Plan, sent: str, citations: tuple) -> tuple[float, ...]:
+def signals(service: ab.RagService, plan: ab.Plan, sent: str) -> tuple[float, ...]:
     text, asked, message = to_simplified(sent), plan.asked_simplified, to_simplified(plan.question)
     assert plan.analysis is not None
     evidence = service._judge(plan.index).assess(plan.hits, plan.analysis.words)
     own = 5 if CHOICE_QUESTION.search(message) else len(cite.own_words(text, message))
-    kind = ab.Refuser(service.settings)._answer_type(ab.Answered(text, asked, plan.evidence, plan.titles, message),
+    kind = ab.Refuser(service.settings)._answer_type(ab.Answered(text, asked, plan.evidence, message),
                                                       plan.intent)
-    subject = subject_share(citations, plan.analysis.words, plan.titles, plan.index.word_weight)[0] \
-        if plan.intent.quantity else 1.0
-    return (evidence.coverage, evidence.best_dense, cite.grounding(text, asked, plan.evidence, plan.titles),
-            math.log1p(own), float(not kind), float(bool(cite.miscounted(text, plan.evidence, asked))), subject,
+    return (evidence.coverage, evidence.best_dense, math.log1p(own), float(not kind),
+            float(bool(cite.miscounted(text, plan.evidence, asked))),
             max((cite.support(text, s, asked) for s in plan.evidence), default=0.0), math.log1p(len(text)),
             float(plan.intent.kind == "list"))
 

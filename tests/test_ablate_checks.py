@@ -46,7 +46,7 @@ def replayed(settings: Settings, index: Index, reply: str, skip: frozenset[str])
 @pytest.mark.parametrize("reply", [
     "排名第三。",  # passes
     "阳山县在清远市八个县（市、区）中排名。",  # echo: only the question's words
-    "天空是蓝色的。",  # grounding
+    "天空是蓝色的。",  # support
     "排名第三，共有99个县。",  # a passing clause, then an invented number: cut to the clause
 ])
 def test_replay_with_every_check_is_the_service_reply(sample_index: tuple[Settings, Index], reply: str) -> None:
@@ -61,7 +61,7 @@ def test_leaving_a_check_out_changes_only_its_decision(sample_index: tuple[Setti
     echo = "阳山县在清远市八个县（市、区）中排名。"
     assert replayed(settings, index, echo, frozenset())[1]
     assert replayed(settings, index, echo, frozenset({"echo"})) == (echo, False)
-    assert replayed(settings, index, echo, frozenset({"grounding"}))[1]  # echo still refuses
+    assert replayed(settings, index, echo, frozenset({"support"}))[1]  # echo still refuses
 
 
 def test_a_prompt_rule_switched_off_redrafts_only_the_prompts_it_changes(

@@ -12,9 +12,7 @@ const REASONS = [
   [/^answer_type.*who-question/, () => "问的是谁，回答里却没有文档中提到的人或事物。"],
   [/^answer_type.*how-many/, () => "问的是数量，回答里却没有所问单位的数字。"],
   [/^answer_type.*when-question/, () => "问的是时间，回答里却没有日期。"],
-  [/^grounding/, () => "回答的内容在文档里找不到依据。"],
   [/^support/, () => "文档里没有一句话能支持这个回答。"],
-  [/^subject/, () => "回答中的数字出自与问题无关的句子。"],
 ];
 
 /** The reason of a refusal in plain Chinese; `reason` is the server's technical note (may be empty). */

@@ -20,9 +20,7 @@ test("refusal reasons in plain Chinese, by the check that refused", () => {
   assert.equal(refusalReason("answer_type: no figure in 所 in the answer to a how-many question"),
     "问的是数量，回答里却没有所问单位的数字。");
   assert.equal(refusalReason("answer_type: no date in the answer to a when-question"), "问的是时间，回答里却没有日期。");
-  assert.equal(refusalReason("grounding 0.00 < 0.5"), "回答的内容在文档里找不到依据。");
   assert.equal(refusalReason("support: 0 sentences support the answer"), "文档里没有一句话能支持这个回答。");
-  assert.equal(refusalReason("subject 0.20 < 0.5 (the cited sentences miss 学位)"), "回答中的数字出自与问题无关的句子。");
   // Older or remote servers' wording.
   assert.equal(refusalReason("the model found no answer in the passages"), "模型在检索到的段落中没有找到答案。");
   assert.equal(refusalReason(""), "已收录的文档中没有足够的依据回答这个问题。");
