@@ -130,8 +130,6 @@ def verify(sentence: Sentence, sources: Mapping[str, str]) -> bool:
 _TITLED = re.compile(r"(?:记者|编辑|通讯员|作者|主持人|摄影|校长|园长|院长|局长|书记|主任|部长|县长|市长|区长|"
                      r"镇长|委员|组长|主席|教师|老师|同志)[:：\s]*([\u4e00-\u9fff]{2,3}?)"
                      r"(?=$|[\s,，。、;；:：]|出席|主持|讲话|作|在|指出|强调|表示|要求|参加|介绍|同志)")
-_ROLE_WINDOW = 8
-_CLAUSE_END = re.compile(r"[。！？；;!?\n]")
 
 
 @lru_cache(maxsize=4096)
@@ -160,14 +158,3 @@ def named(answer: str, evidence: Sequence[Sentence], question: str = "") -> set[
     return people | {w for w, flag in pseg.lcut(answer_s)
                      if flag in _NAME_TAGS and len(w) >= 2 and w not in question_s and w in text}
 
-
-def holds_role(name: str, role: str, evidence: Sequence[Sentence]) -> bool:
-    """True when some evidence sentence names ``name`` next to ``role`` (局长高凯, 郎冬岩主持, 记者:段灿)."""
-    role = to_simplified(role)
-    for s in evidence:
-        for m in re.finditer(re.escape(name), s.simplified):
-            before = _CLAUSE_END.split(s.simplified[max(0, m.start() - _ROLE_WINDOW):m.start()])[-1]
-            after = _CLAUSE_END.split(s.simplified[m.end():m.end() + _ROLE_WINDOW // 2])[0]
-            if role in before or role in after:
-                return True
-    return False

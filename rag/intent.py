@@ -1,9 +1,9 @@
 """Intent: what kind of answer a question asks for — a list of items (and how many), a person, a quantity —
 read from its wording once, before retrieval.
 
-The kind steers the prompt (a list question gets the sentences or headings that hold every item; a who-question
-the sentences that name someone in the role asked) and one refusal check (a who-question must be answered by a
-person's name in the evidence).
+The kind steers the prompt (a list question gets the sentences or headings that hold every item) and one refusal
+check (a who-question must be answered by someone or something the evidence names, a how-many question by a
+figure in the measure asked, a when-question by a date).
 """
 
 from __future__ import annotations
@@ -28,23 +28,17 @@ _PERSON = re.compile(r"谁")
 _ASKED_MEASURE = re.compile(r"(?:多少|(?<!第)几)[万亿]?(.)")
 # 哪一天 / 哪年 / 什么时候: a question for a time, answered by a date.
 _WHEN = re.compile(r"哪一?[天年月日]|何时|什么时候|什么时间|几月|几号")
-# "…的校长是谁" → 校长; "由谁主持" → 主持.
-_ROLE_BEFORE = re.compile(r"([\u4e00-\u9fff]+?)(?:分别|又|都)?是谁")
-_ROLE_AFTER = re.compile(r"谁(?:来|在)?([\u4e00-\u9fff]{2})")
-_ROLE_SPLIT = re.compile(r"[、和与及,，]")
 
 
 @dataclass(frozen=True)
 class Intent:
     """What the question asks for. ``count`` is the number of items a list question names (0: unknown);
-    ``roles`` are the roles a who-question asks about (校长, 主持); ``measure`` the measure-word group a
-    how-many question asks its figure in (``rag.lang.measure``; "" for none or 个); ``when`` says it asks
-    for a time."""
+    ``measure`` the measure-word group a how-many question asks its figure in (``rag.lang.measure``; "" for
+    none or 个); ``when`` says it asks for a time."""
 
     kind: str = "other"  # list | person | quantity | other
     quantity: bool = False
     count: int = 0
-    roles: tuple[str, ...] = ()
     measure: str = ""
     when: bool = False
 
@@ -64,17 +58,9 @@ def intent_of(question_simplified: str) -> Intent:
         count = (numeral(noun.group(1)) or 0) if noun else 0
         return Intent("list", "多少" in q, count if 2 <= count <= MAX_LIST_ITEMS else 0)
     if _PERSON.search(q):
-        return Intent("person", quantity, roles=_roles(q))
+        return Intent("person", quantity)
     asked = _ASKED_MEASURE.search(q)
     unit = measure(asked.group(1)) if asked and quantity else ""
     return Intent("quantity" if quantity else "other", quantity, measure="" if unit == "个" else unit,
                   when=bool(_WHEN.search(q)))
 
-
-def _roles(q: str) -> tuple[str, ...]:
-    if m := _ROLE_BEFORE.search(q):
-        asked = m.group(1).rsplit("的", 1)[-1]
-        return tuple(p if len(p) <= 4 else p[-2:] for p in _ROLE_SPLIT.split(asked) if p)
-    if m := _ROLE_AFTER.search(q):
-        return (m.group(1),)
-    return ()

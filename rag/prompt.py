@@ -16,8 +16,8 @@ from rag.chunk import TITLE_LEVEL, heading
 from rag.embed import Embedder
 from rag.index import Index, lexical_tokens
 from rag.injection import addresses_assistant
-from rag.lang import CLAUSE, item_name, overlap
 from rag.lang import ORDINAL as _ORDINAL
+from rag.lang import item_name, overlap
 from rag.normalize import to_simplified
 from rag.types import Hit, Sentence
 
@@ -59,19 +59,6 @@ def evidence_only(sentences: Sequence[Sentence]) -> list[Sentence]:
     assistant."""
     unique = {(s.doc_id, s.text): s for s in sentences}.values()
     return [s for s in unique if not addresses_assistant(s.simplified)]
-
-
-def document_sentences(index: Index, doc_id: str) -> list[Sentence]:
-    """Every sentence of a document in reading order (split once at ingest)."""
-    return [s for group in index.sentences([c.chunk_id for c in index.chunks_of(doc_id)]) for s in group]
-
-
-def role_sentences(index: Index, doc_ids: Sequence[str], roles: Sequence[str]) -> list[Sentence]:
-    """Sentences of the documents that name one of ``roles`` (编辑, 校长): a who-question's answer stands next
-    to its role, often in a short byline («编辑:张慧敏») that passage retrieval misses."""
-    wanted = [to_simplified(r) for r in roles if r]
-    return evidence_only([s for d in doc_ids for s in document_sentences(index, d)
-                          if any(r in s.simplified for r in wanted)])
 
 
 def rank_sentences(sentences: Sequence[Sentence], question_simplified: str, query_vector: np.ndarray,
@@ -158,28 +145,6 @@ def enumerating(ranked: Sequence[Sentence], count: int) -> Sentence | None:
 
 
 
-def lists_items(clause: str) -> bool:
-    """Three items or more joined by 、/和/；… (a list of two may run across a comma: 综高与县伊克塞动物医院,
-    天津市浩迪…, so shorter ones are never cut out of their sentence)."""
-    return len(_ITEM_SEPARATORS.findall(clause)) >= 2
-
-
-def focus(sentence: Sentence, terms: Sequence[str], weight: Callable[[str], float],
-          holds: Callable[[str], bool]) -> Sentence:
-    """The sentence as the model is shown it: when two of its clauses each hold what was asked for (``holds``:
-    a list, a figure), only the clause the question's ``terms`` (by weight) point at. A 1.5B model otherwise
-    answers with the first: the six parts of a mechanism for «哪些工作中的第一标准», 304场次教育实践活动 for
-    «多少场次…主题活动» when the sentence says 109场次…主题活动 first. Only the shown text narrows: citations
-    still come from the whole sentence."""
-    clauses = [m for m in CLAUSE.finditer(sentence.simplified) if holds(m.group())]
-    scores = [sum(weight(t) for t in terms if t in m.group()) for m in clauses]
-    order = sorted(range(len(clauses)), key=scores.__getitem__, reverse=True)
-    if len(clauses) < 2 or scores[order[0]] == scores[order[1]]:  # no clause is pointed at more than another
-        return sentence
-    best = clauses[order[0]]
-    return replace(sentence, text=sentence.text[best.start():best.end()], simplified=best.group())
-
-
 def counted_heading(index: Index, ranked: Sequence[Sentence], count: int) -> tuple[Sentence, list[Sentence]]:
     """Among the best few ranked sentences, the first heading whose section has exactly ``count`` child
     headings («(六)聚焦“规范”,强化“双减”工作» → 1.规范校内教学 2.… 3.…), with those children; a heading
@@ -199,18 +164,16 @@ def _near_top(ranked: Sequence[Sentence], n: int) -> list[Sentence]:
     return [s for s in ranked[:n] if s.score >= LIST_ANCHOR_RELATIVE * ranked[0].score] if ranked else []
 
 
-def list_items(index: Index, anchor: Sentence, count: int = 0, terms: Sequence[str] = (),
-               asked: str = "") -> list[Sentence]:
+def list_items(index: Index, anchor: Sentence, count: int = 0, asked: str = "") -> list[Sentence]:
     """The sentences that hold the items of a list the anchor sentence belongs to or announces: when the
     anchor is an ordinal item the question (``asked``) names, the sentences under it (二是服务支撑制造业
     高质量发展。→ what follows, up to 三是…); else the headings of its section's children (``1.…``,
-    ``2.…``), else a parallel run around the anchor (要深入调研抓落实…; 要结果导向抓落实…; with 抓落实 one
-    of the question's ``terms``), else the clauses closed by ；that the anchor opens or stands in. The
+    ``2.…``), else the clauses closed by ；that the anchor opens or stands in. The
     anchor's own section is tried first, then its parent; with ``count`` known, the structure with that many
     items wins."""
     found = [items for own, sentences in _sections(index, anchor)
              for items in (_body(sentences, anchor, asked), _child_headings(sentences, own),
-                           _parallel_run(sentences, anchor, terms), _semicolon_run(sentences, anchor))
+                           _semicolon_run(sentences, anchor))
              if len(items) >= 2]
     exact = [f for f in found if len(f) == count]
     return (exact or found or [[]])[0]
@@ -273,21 +236,6 @@ def _child_headings(sentences: Sequence[Sentence], own: str | None) -> list[Sent
             heads.append((found[0], s))
     top = min((level for level, _ in heads), default=0)
     return [s for level, s in heads if level == top]
-
-
-def _parallel_run(sentences: Sequence[Sentence], anchor: Sentence, terms: Sequence[str]) -> list[Sentence]:
-    """The longest run of consecutive sentences next to the anchor (not counting it) that all hold one of
-    the question's terms and open with the same character: clauses written in parallel, one item each."""
-    at = _at(sentences, anchor)
-    if at < 0:
-        return []
-    best: list[Sentence] = []
-    for term in terms:
-        holds = lambda s, term=term: term in s.simplified  # noqa: E731
-        run = [*list(takewhile(holds, reversed(sentences[:at])))[::-1], *takewhile(holds, sentences[at + 1:])]
-        if len(run) > len(best) and len({s.simplified[:1] for s in run}) == 1:
-            best = run
-    return best if len(best) >= 2 else []
 
 
 def select_list(ranked: Sequence[Sentence], items: Sequence[Sentence], budget_chars: int,

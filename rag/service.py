@@ -63,7 +63,6 @@ class Plan:
     intent: Intent = Intent()
     items: tuple[Sentence, ...] = ()  # a list question's item sentences, when a structure holds them
     asked: str = ""  # the question as the model is asked it: a follow-up with the turn it leans on
-    shown: tuple[Sentence, ...] = ()  # the sentences as the model is shown them (a focused one narrowed)
 
     @cached_property
     def asked_simplified(self) -> str:
@@ -192,14 +191,14 @@ class RagService:
         if verdict.reason:
             refusal = self._refusal(plan.traditional, verdict.reason, timings, started)
             yield Answer(refusal.text, (), True, completion.prompt_tokens, completion.completion_tokens,
-                         verdict.reason, refusal.timings, plan.shown)
+                         verdict.reason, refusal.timings, tuple(plan.chosen))
             return
         if rest:
             timings.setdefault("first_token", time.perf_counter() - started)
             yield rest
         timings["total"] = time.perf_counter() - started
         yield Answer(verifier.sent, verdict.citations, False, completion.prompt_tokens, completion.completion_tokens,
-                     verdict.cut, timings, plan.shown)
+                     verdict.cut, timings, tuple(plan.chosen))
 
     @staticmethod
     def _completer(plan: Plan) -> Callable[[str], str]:
@@ -242,42 +241,32 @@ class RagService:
         hits = [h for h in hits if h.chunk.doc_id in covering]
         titles = {d: index.documents[d].title for d in covering}
         sentences = prompting.candidate_sentences(index, hits)
-        if intent.kind == "person":
-            sentences = prompting.evidence_only([*sentences, *prompting.role_sentences(index, sorted(covering),
-                                                                                       intent.roles)])
         # The places and years of the question picked the document; they say nothing about the sentence.
         ranked = prompting.rank_sentences(sentences, query_s, question.vector, self.sentence_embedder, titles,
                                           index.idf, ignore=set(evidence.musts))
-        if intent.kind == "person" and intent.roles:
-            ranked = _promote_roles(ranked, intent.roles)
         title_text = to_simplified("\n".join(titles.values()))
-        terms = [w for w, must in question.words if not must and w not in title_text]
-        chosen, shown, items = self._choose(index, ranked, intent, terms, text_s)
-        chat = prompting.render(self.templates, shown, asked, titles, listing=intent.kind == "list")
+        chosen, items = self._choose(index, ranked, intent, text_s)
+        chat = prompting.render(self.templates, chosen, asked, titles, listing=intent.kind == "list")
         return Plan(text, traditional, index, hits, chosen, chat, "", title_text, question, intent, tuple(items),
-                    asked, tuple(shown))
+                    asked)
 
-    def _choose(self, index: Index, ranked: list[Sentence], intent: Intent, terms: Sequence[str],
-                asked: str) -> tuple[list[Sentence], list[Sentence], list[Sentence]]:
-        """The sentences for the model, as it is shown them, and a list's item sentences: the best few, or
-        for a list question the structure holding the items. The question's content ``terms`` find items
-        written in parallel, and the clause of the best sentence that holds the asked list; the question ``asked``
-        (Simplified) names the item whose parts it asks for."""
+    def _choose(self, index: Index, ranked: list[Sentence], intent: Intent,
+                asked: str) -> tuple[list[Sentence], list[Sentence]]:
+        """The sentences for the model and a list's item sentences: the best few, or for a list question the
+        structure holding the items; the question ``asked`` (Simplified) names the item whose parts it asks
+        for."""
         s = self.settings
         if intent.kind != "list" or not ranked:
-            chosen = prompting.select(ranked, s.context_max_chars, s.context_sentences)
-            return chosen, chosen, []
+            return prompting.select(ranked, s.context_max_chars, s.context_sentences), []
         anchor, items = prompting.counted_heading(index, ranked, intent.count)
         if not items and (listing := prompting.enumerating(ranked, intent.count)):  # one sentence holds them
             rest = [r for r in ranked if r is not listing]
-            chosen = prompting.select([replace(listing, score=ranked[0].score), *rest], s.context_max_chars,
-                                      s.context_sentences)
-            return chosen, [prompting.focus(chosen[0], terms, index.word_weight, prompting.lists_items),
-                            *chosen[1:]], []
-        items = items or prompting.list_items(index, anchor, intent.count, terms, asked)
+            return prompting.select([replace(listing, score=ranked[0].score), *rest], s.context_max_chars,
+                                    s.context_sentences), []
+        items = items or prompting.list_items(index, anchor, intent.count, asked)
         chosen = prompting.select_list([anchor, *(r for r in ranked if r is not anchor)], items,
                                        s.list_max_chars, s.list_sentences)
-        return chosen, chosen, items
+        return chosen, items
 
     def _refusal(self, traditional: bool, reason: str, timings: dict[str, float], started: float) -> Answer:
         log.info("refused: %s", reason)
@@ -308,18 +297,6 @@ class RagService:
         if self._judge_cache is None or self._judge_cache[0] is not index:
             self._judge_cache = (index, EvidenceJudge(index))
         return self._judge_cache[1]
-
-
-def _promote_roles(ranked: list[Sentence], roles: Sequence[str]) -> list[Sentence]:
-    """A who-question's best evidence is a sentence naming someone in the asked role (编辑:张慧敏): such
-    sentences go first, with the best score."""
-    def names_role(s: Sentence) -> bool:
-        return any(citing.holds_role(n, r, [s]) for n in citing.names_in(s.simplified) for r in roles)
-
-    if not ranked:
-        return ranked
-    top = [replace(s, score=max(s.score, ranked[0].score)) for s in ranked if names_role(s)]
-    return [*top, *(s for s in ranked if not names_role(s))]
 
 
 def is_follow_up(question: str) -> bool:

@@ -1,7 +1,8 @@
 """What each rule of the prompt stage earns: the same questions, with one rule switched off.
 
     RAG_MODELS_DIR=models .venv/bin/python scripts/ablate_prompt.py /tmp/ab/dev.jsonl /tmp/ab/cmrc-tune.jsonl
-    RAG_MODELS_DIR=models .venv/bin/python scripts/ablate_prompt.py /tmp/ab/test.jsonl --rules focus,roles
+    RAG_MODELS_DIR=models .venv/bin/python scripts/ablate_prompt.py /tmp/ab/test.jsonl --rules body,semicolon_run
+    RAG_MODELS_DIR=models .venv/bin/python scripts/ablate_prompt.py /tmp/ab/test.jsonl --rules body+semicolon_run
 
 The drafts files are those of ``scripts/ablate_checks.py`` (the model's answer to each question with every
 rule). A rule of the prompt stage decides what the model is shown, so switching it off changes the prompt of
@@ -28,16 +29,11 @@ sys.path.insert(0, str(REPO / "scripts"))
 import ablate_checks  # noqa: E402
 
 from rag import prompt as prompting  # noqa: E402
-from rag import service as serving  # noqa: E402
 from rag.service import Plan  # noqa: E402
 
 
 def _nothing(*_: Any) -> list[Any]:
     return []
-
-
-def _first_unchanged(sentence: Any, *_: Any) -> Any:
-    return sentence
 
 
 def _no_heading(index: Any, ranked: Sequence[Any], count: int) -> tuple[Any, list[Any]]:
@@ -47,22 +43,21 @@ def _no_heading(index: Any, ranked: Sequence[Any], count: int) -> tuple[Any, lis
 # Each rule, and what stands in its place when it is off: the stage as if the rule found nothing.
 RULES: dict[str, tuple[tuple[Any, str, Callable[..., Any]], ...]] = {
     "enumerating": ((prompting, "enumerating", lambda *_: None),),
-    "focus": ((prompting, "focus", _first_unchanged),),
     "counted_heading": ((prompting, "counted_heading", _no_heading),),
     "child_headings": ((prompting, "_child_headings", _nothing),),
     "body": ((prompting, "_body", _nothing),),
-    "parallel_run": ((prompting, "_parallel_run", _nothing),),
     "semicolon_run": ((prompting, "_semicolon_run", _nothing),),
-    "roles": ((prompting, "role_sentences", _nothing), (serving, "_promote_roles", _first_unchanged)),
 }
 RULES["list_structure"] = (*RULES["enumerating"], *RULES["counted_heading"], (prompting, "list_items", _nothing))
 
 
 @contextmanager
-def switched_off(rule: str) -> Iterator[None]:
+def switched_off(rules: str) -> Iterator[None]:
+    """The rules named, joined by + (``body+semicolon_run``), off together."""
     with ExitStack() as stack:
-        for module, name, stand_in in RULES[rule]:
-            stack.enter_context(mock.patch.object(module, name, stand_in))
+        for rule in rules.split("+"):
+            for module, name, stand_in in RULES[rule]:
+                stack.enter_context(mock.patch.object(module, name, stand_in))
         yield
 
 
@@ -90,7 +85,8 @@ def without(run: ablate_checks.Run, rule: str) -> tuple[ablate_checks.Outcome, i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("drafts", type=Path, nargs="+", help="drafts files of scripts/ablate_checks.py")
-    parser.add_argument("--rules", default=",".join(RULES), help="the rules to switch off, one at a time")
+    parser.add_argument("--rules", default=",".join(RULES),
+                        help="the rules to switch off, one at a time (comma-separated; a+b: a and b together)")
     args = parser.parse_args()
     runs = [ablate_checks.load_run(path, generate=True) for path in args.drafts]
     base = ablate_checks.outcomes(runs, frozenset())

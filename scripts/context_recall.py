@@ -34,7 +34,7 @@ def main() -> None:
         c["pre_refused"] += bool(plan.refusal)
         if item["doc"] is None:
             continue
-        context = "\n".join(s.simplified for s in plan.shown)
+        context = "\n".join(s.simplified for s in plan.chosen)
         found = is_correct(context, [tuple(group) for group in item["must"]])
         c["in_context"] += found
         c["chars"] += len(context)

@@ -18,9 +18,7 @@ from rag.prompt import (
     candidate_sentences,
     counted_heading,
     enumerates,
-    focus,
     list_items,
-    lists_items,
     rank_sentences,
     render,
     select,
@@ -114,21 +112,6 @@ def test_list_items_are_the_headings_of_the_sections_children(index: Index) -> N
     assert all(source[s.start:s.end].startswith(s.text[:4]) for s in items)
 
 
-def test_a_sentence_listing_two_things_is_shown_as_the_clause_asked_about() -> None:
-    """The sentence lists the six parts of a mechanism, then the four kinds of work; asked for the
-    work, the model is shown that clause (the first list is what a 1.5B model otherwise answers with)."""
-    text = ("建立完善宣傳、教育、考核、監督、激勵、懲處“六位一體”師德師風建設長效機制,"
-            "落實師德師風在資格認定、崗位聘用、年度考核、表彰獎勵等工作中的第一標準,切實將師德師風建設貫穿于全過程。")
-    listing = sentence(text, 1.0)
-    shown = focus(listing, ["师德师风", "工作", "第一", "标准"], lambda w: 1.0, lists_items)
-    assert shown.text == "落實師德師風在資格認定、崗位聘用、年度考核、表彰獎勵等工作中的第一標準"
-    assert (shown.start, shown.end) == (listing.start, listing.end)  # cited as the whole sentence
-    assert focus(listing, ["六位一体", "机制"], lambda w: 1.0, lists_items).text.startswith("建立完善宣傳")
-    assert focus(listing, ["师德师风"], lambda w: 1.0, lists_items) == listing  # no clause is pointed at more
-    two = sentence("综高与县伊克塞动物医院,天津市浩迪橡塑科技有限公司签订协议。", 1.0)
-    assert focus(two, ["医院"], lambda w: 1.0, lists_items) == two  # a list of two may run across the comma
-
-
 def test_a_heading_with_as_many_parts_as_asked_holds_the_list(index: Index) -> None:
     """The heading «(六)聚焦“规范”,强化“双减”工作» has three numbered parts; a sentence ranked above it that
     lists other things (督查反馈8个方面16项共性问题、3项个性问题) must not win when three are asked for."""
@@ -144,20 +127,18 @@ def test_a_heading_with_as_many_parts_as_asked_holds_the_list(index: Index) -> N
     assert counted_heading(index, ranked, 0) == (ranked[0], [])
 
 
-def test_list_items_find_clauses_written_in_parallel(index: Index) -> None:
-    """Doc 004 names the four ways of 抓落实 in four clauses after the sentence that announces them."""
+def test_list_items_are_the_clauses_closed_by_semicolons_the_anchor_announces(index: Index) -> None:
+    """Doc 004 names the four ways of 抓落实 in four clauses closed by ；after the sentence that announces them."""
     anchor = next(s for s in doc_sentences(index, DOC_004) if s.text.endswith("确定为“抓落实”年。"))
-    items = list_items(index, anchor, 0, ["抓落实"])
+    items = list_items(index, anchor, 0)
     assert [s.text[:7] for s in items] == ["要深入调研抓落", "要结果导向抓落", "要转变作风抓落", "要创新思维抓落"]
-    # Closed by ；, the clauses are a list whatever the question's words.
-    assert [s.text[:7] for s in list_items(index, anchor, 0, ["风险点"])] == [s.text[:7] for s in items]
 
 
 def test_list_items_are_the_clauses_closed_by_semicolons_after_the_anchor(index: Index) -> None:
     """The section 一、坚持党建引领 opens with a sentence, then names four tasks in clauses closed by ；.
     Its parent's headings (一、… 五、) are the section and its siblings, not what it holds."""
     anchor = next(s for s in doc_sentences(index, DOC_004) if s.text.startswith("要站在讲政治的高度"))
-    items = list_items(index, anchor, 0, ["党建", "引领"])
+    items = list_items(index, anchor, 0)
     assert [s.text[:5] for s in items] == ["要强化党的", "要增强基层", "要抓实党员", "要建设高素"]
 
 
@@ -166,10 +147,10 @@ def test_list_items_under_an_ordinal_item_the_question_names(index: Index) -> No
     to «三是…»; asked about something else, not those sentences."""
     doc = "002_9f3d902dfed96728.txt"
     anchor = next(s for s in doc_sentences(index, doc) if s.simplified.startswith("二是服务支撑制造业"))
-    under = list_items(index, anchor, 0, [], "为了服务支撑制造业高质量发展，东莞教育主要做了哪些工作？")
+    under = list_items(index, anchor, 0, "为了服务支撑制造业高质量发展，东莞教育主要做了哪些工作？")
     assert under and not any(s.simplified[1] == "是" for s in under)
     assert any("科普教育" in s.simplified for s in under) and any("子女入学" in s.simplified for s in under)
-    whole = list_items(index, anchor, 0, [], "东莞2023年的重点工作有哪几项？")
+    whole = list_items(index, anchor, 0, "东莞2023年的重点工作有哪几项？")
     assert not any("科普教育" in s.simplified for s in whole)
 
 

@@ -513,12 +513,11 @@ EDITOR = "阳山县委教育工作领导小组会议那篇报道的编辑是谁�
 
 
 @pytest.mark.parametrize(("question", "reply", "refused", "reason"), [
-    (EDITOR, "林伟杰。", False, ""),
     (EDITOR, "编辑是本报记者。", True,
      "answer_type: the answer to a who-question names no one and nothing of the evidence"),
     ("辽源市教育局局长是谁？", "高凯。", False, ""),
 ])
-def test_who_question_needs_a_name_from_the_evidence_in_the_asked_role(
+def test_who_question_needs_a_name_from_the_evidence(
         sample_index: tuple[Settings, Index], question: str, reply: str, refused: bool, reason: str) -> None:
     settings, index = sample_index
     service = RagService(settings, FakeEmbedder(), FakeGenerator(reply=reply), index)
