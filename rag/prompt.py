@@ -143,8 +143,6 @@ def enumerating(ranked: Sequence[Sentence], count: int) -> Sentence | None:
                 None)
 
 
-
-
 def counted_heading(index: Index, ranked: Sequence[Sentence], count: int) -> tuple[Sentence, list[Sentence]]:
     """Among the best few ranked sentences, the first heading whose section has exactly ``count`` child
     headings («(六)聚焦“规范”,强化“双减”工作» → 1.规范校内教学 2.… 3.…), with those children; a heading
