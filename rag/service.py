@@ -58,7 +58,6 @@ class Plan:
     chosen: list[Sentence]
     chat: list[dict[str, str]]
     refusal: str
-    titles: str = ""  # the covering documents' titles, Simplified
     analysis: Question | None = None
     intent: Intent = Intent()
     items: tuple[Sentence, ...] = ()  # a list question's item sentences, when a structure holds them
@@ -244,11 +243,9 @@ class RagService:
         # The places and years of the question picked the document; they say nothing about the sentence.
         ranked = prompting.rank_sentences(sentences, query_s, question.vector, self.sentence_embedder, titles,
                                           index.idf, ignore=set(evidence.musts))
-        title_text = to_simplified("\n".join(titles.values()))
         chosen, items = self._choose(index, ranked, intent, text_s)
         chat = prompting.render(self.templates, chosen, asked, titles, listing=intent.kind == "list")
-        return Plan(text, traditional, index, hits, chosen, chat, "", title_text, question, intent, tuple(items),
-                    asked)
+        return Plan(text, traditional, index, hits, chosen, chat, "", question, intent, tuple(items), asked)
 
     def _choose(self, index: Index, ranked: list[Sentence], intent: Intent,
                 asked: str) -> tuple[list[Sentence], list[Sentence]]:
