@@ -69,10 +69,13 @@ def miscounted(answer: str, evidence: Sequence[Sentence], question: str = "") ->
             if unit not in ("", "个") and not ordinal and value in seen and not seen[value] & {unit, ""}}
 
 
-def counts_in(answer: str, group: str) -> bool:
+def counts_in(answer: str, group: str, question: str = "") -> bool:
     """True when the answer holds a figure (not an ordinal) counted in the measure-word ``group`` or in none
-    (47分 or 47 for 分; not 8个县 nor 第三)."""
-    return any(not ordinal and unit in (group, "") for _, unit, ordinal, _ in _figures(to_simplified(answer)))
+    (47分 or 47 for 分; not 8个县 nor 第三), other than the figures the question states (50名中校长有多少名:
+    not 50名)."""
+    stated = {value for value, _, _, _ in _figures(to_simplified(question))}
+    return any(not ordinal and unit in (group, "") and value not in stated
+               for value, unit, ordinal, _ in _figures(to_simplified(answer)))
 
 
 def own_terms(answer_simplified: str, question_simplified: str) -> list[str]:

@@ -26,15 +26,17 @@ _PERSON = re.compile(r"谁")
 # 多少分 / 几名 / 多少万元: the measure word a how-many question asks its figure in (个 counts anything; 第几名
 # asks for a rank, not a count).
 _ASKED_MEASURE = re.compile(r"(?:多少|(?<!第)几)[万亿]?(.)")
-# 哪一天 / 哪年 / 什么时候: a question for a time, answered by a date.
-_WHEN = re.compile(r"哪一?[天年月日]|何时|什么时候|什么时间|几月|几号")
+# 哪一天 / 哪年 / 什么时候: a question for a time, answered by a date; one that names the unit (哪一天, 哪一年)
+# is answered in it (a day is written 5日, 5号).
+_WHEN = re.compile(r"哪一?个?([天年月日])(?![级纪])|何时|什么时候|什么时间|几月|几号")
+_DATE_UNIT = {"天": "日"}
 
 
 @dataclass(frozen=True)
 class Intent:
     """What the question asks for. ``count`` is the number of items a list question names (0: unknown);
-    ``measure`` the measure-word group a how-many question asks its figure in (``rag.lang.measure``; "" for
-    none or 个); ``when`` says it asks for a time."""
+    ``measure`` the measure-word group a how-many question asks its figure in, or a when-question its date
+    (``rag.lang.measure``; "" for none or 个); ``when`` says it asks for a time."""
 
     kind: str = "other"  # list | person | quantity | other
     quantity: bool = False
@@ -61,6 +63,8 @@ def intent_of(question_simplified: str) -> Intent:
         return Intent("person", quantity)
     asked = _ASKED_MEASURE.search(q)
     unit = measure(asked.group(1)) if asked and quantity else ""
+    if (when := _WHEN.search(q)) and when.group(1):
+        unit = measure(_DATE_UNIT.get(when.group(1), when.group(1)))
     return Intent("quantity" if quantity else "other", quantity, measure="" if unit == "个" else unit,
-                  when=bool(_WHEN.search(q)))
+                  when=bool(when))
 

@@ -15,14 +15,19 @@ CLAUSE = re.compile(r"[^，,；;：:。！？!?]+")
 CHOICE_QUESTION = re.compile(r"是否|还是|是不是|有没有|吗")
 # An ordinal that opens an item sentence: 一是…, 首先…, 第二，…
 ORDINAL = re.compile(r"^(?:[一二三四五六七八九十]+是|首先|其次|再次|最后|第[一二三四五六七八九十]+[,，、是])")
-_QUANTITY_QUESTION = re.compile(r"多少|几[个名所项位次年月日天人家条种类岁倍处批届期]")
 # A list of more items than this is a catalogue, not an answer (nor is a larger number a list's size).
 MAX_LIST_ITEMS = 12
 # What a figure counts, by the measure word after it; the words of one group count the same thing (182名 and
-# 182人 are the same people).
-MEASURE_GROUPS = ("名人位", "所", "个", "项", "场次", "分", "元", "家", "座", "条", "篇", "本", "岁", "倍", "届",
-                  "批", "天", "年", "月", "日", "%％", "亩", "户", "期", "种", "类", "件", "台", "套", "处")
+# 182人 are the same people; 3场 and 3次). The common measure words of one character, individual (张, 辆),
+# of events (次, 届), of time and date (天, 日/号) and of measurement (吨, 米, 元); 点, 口, 里 and 道 are left
+# out, being words of their own as often (两点要求, 人口, 公里).
+MEASURE_GROUPS = ("名人位", "所", "个", "项", "场次回遍趟", "分", "元", "家", "座", "条", "篇", "本册", "岁", "倍",
+                  "届", "批", "天", "年", "月", "日号", "周", "%％", "亩", "户", "期", "种", "类", "件", "台", "套",
+                  "处", "张", "辆", "架", "艘", "间", "栋幢", "层", "部", "首", "支", "棵株", "只头匹", "块", "份",
+                  "轮", "门", "节", "页", "章", "双", "对", "组", "队", "箱", "瓶", "吨", "斤", "克", "米")
 _MEASURE = {u: group for group in MEASURE_GROUPS for u in group}
+# 多少… / 几所…: a question for a figure (几 alone is also "a few": 十几, 几乎).
+_QUANTITY_QUESTION = re.compile(rf"多少|几[{''.join(u for u in _MEASURE if u.isalpha())}]")
 # A number in Chinese numerals, up to the thousands (一百二十三, 两, 〇).
 CN_NUMBER = re.compile(r"[零〇一二两三四五六七八九十百千]+")
 _CN_DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九")} | {"两": 2, "〇": 0}

@@ -40,8 +40,8 @@ AFTER = (
     Check("invented_numbers", "", "the answer holds numbers found neither in the evidence nor the question"),
     Check("miscounted", "", "the answer's figure counts something else than the evidence's same number (47分, 47次)"),
     Check("answer_type", "", "the answer is not of the kind asked: a who-question's by no one and nothing the "
-                             "evidence names, a how-many question's by no figure in the measure asked, a "
-                             "when-question's by no date"),
+                             "evidence names, a how-many question's by no figure in the measure asked "
+                             "(the question's own not counted), a when-question's by no date (in the unit asked)"),
     Check("support", "", "no sentence given to the model supports the answer"),
 )
 
@@ -125,8 +125,11 @@ class Refuser:
     def _answer_type(self, a: Answered, intent: Intent) -> str:
         if intent.kind == "person" and not citing.named(a.text, a.chosen, a.question):
             return "answer_type: the answer to a who-question names no one and nothing of the evidence"
-        if intent.measure and not citing.counts_in(a.text, intent.measure):
-            return f"answer_type: no figure in {intent.measure[0]} in the answer to a how-many question"
+        if intent.measure and not citing.counts_in(a.text, intent.measure, a.message or a.question):
+            if intent.when:
+                return f"answer_type: no date in {intent.measure[0]} in the answer to a when-question"
+            return (f"answer_type: no figure in {intent.measure[0]} other than the question's in the answer to a "
+                    "how-many question")
         if intent.when and not citing.numbers(to_simplified(a.text)):
             return "answer_type: no date in the answer to a when-question"
         return ""

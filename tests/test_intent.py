@@ -32,7 +32,11 @@ from rag.normalize import to_simplified
     ("建成了多少个基地？", Intent("quantity", quantity=True)),  # 个 counts anything
     ("中考成绩排第几名？", Intent("quantity", quantity=True)),  # a rank: no measure asked
     ("阳山县排名第几？", Intent("other")),
-    ("动员部署会是在哪一天召开的？", Intent("other", when=True)),
+    ("动员部署会是在哪一天召开的？", Intent("other", measure="日号", when=True)),  # a day is written 5日, 5号
+    ("该校是哪一年建成的？", Intent("other", measure="年", when=True)),
+    ("大会在几号召开？", Intent("quantity", quantity=True, measure="日号", when=True)),
+    ("他在哪个年级任教？", Intent("other")),  # 年级 is no year
+    ("为各校补充了多少册图书？", Intent("quantity", quantity=True, measure="本册")),
     ("该校是什么时候建成的？", Intent("other", when=True)),
     ("哪十二所学校获评示范校？", Intent("list", count=12)),
     ("推动各项任务实现哪“三化”？", Intent("list", count=3)),

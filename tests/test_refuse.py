@@ -54,6 +54,9 @@ def test_structured_messages_are_not_questions(text: str, structured: bool) -> N
                                               if structured else "")
 
 
+HOW_MANY_SUO = "answer_type: no figure in 所 other than the question's in the answer to a how-many question"
+
+
 @pytest.mark.parametrize(("answer", "question", "reason"), [
     ("资料中没有找到答案。", "校长是谁？", "model_not_found: the model said the passages hold no answer"),
     ("共有38所。", "共有几所学校？", "invented_numbers: ['38'] not in the evidence"),
@@ -68,10 +71,21 @@ def test_structured_messages_are_not_questions(text: str, structured: bool) -> N
     # A how-many answer holds a figure in the measure asked, or in none; a when-answer holds a date.
     ("共5所。", "共有几所学校？", ""),
     ("共5。", "共有几所学校？", ""),
-    ("在市第五中学召开。", "共有几所学校？", "answer_type: no figure in 所 in the answer to a how-many question"),
-    ("排名第五。", "共有几所学校？", "answer_type: no figure in 所 in the answer to a how-many question"),
+    ("在市第五中学召开。", "共有几所学校？", HOW_MANY_SUO),
+    ("排名第五。", "共有几所学校？", HOW_MANY_SUO),
+    # The figure the question states is no answer to it; a measure word outside the short list counts too.
+    ("共19所。", "19所学校中有几所是新建的？", HOW_MANY_SUO),
+    ("共5所。", "19所学校中有几所是新建的？", ""),
+    ("投入2万元。", "为各校补充了多少册图书？", "answer_type: no figure in 本 other than the question's in the answer "
+                                               "to a how-many question"),
+    ("补充图书5册。", "为各校补充了多少册图书？", ""),
     ("在2月19日召开。", "大会是在哪一天召开的？", ""),
-    ("在学校召开。", "大会是在哪一天召开的？", "answer_type: no date in the answer to a when-question"),
+    ("在学校召开。", "大会是在哪一天召开的？", "answer_type: no date in 日 in the answer to a when-question"),
+    # A when-question that names its unit is answered in it: a year is no day.
+    ("2024年召开。", "大会是在哪一天召开的？", "answer_type: no date in 日 in the answer to a when-question"),
+    ("在19号召开。", "大会是在哪一天召开的？", ""),
+    ("2024年召开。", "大会是哪一年召开的？", ""),
+    ("在学校召开。", "大会是什么时候召开的？", "answer_type: no date in the answer to a when-question"),
     # The question rewritten as an answer says nothing, unless it asked whether.
     ("辽源市教育系统领导干部大会在“市第五中学”召开。", "辽源市教育系统领导干部大会在哪所学校召开？", ""),
     ("辽源市教育系统领导干部大会在“学校”召开。", "辽源市教育系统领导干部大会在哪所学校召开？",

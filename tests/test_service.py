@@ -487,7 +487,7 @@ def test_an_answer_that_repeats_the_turn_it_leans_on_is_still_cited(sample_index
     ("东莞2023年要打造多少个课后服务示范项目？", "100个。", ""),
     # Asked for people (多少名), a figure of things (37个) is no answer, wherever it stands.
     ("阳山县北部生态发展区有多少名留守儿童和孤儿？", "37个。",
-     "answer_type: no figure in 名 in the answer to a how-many question"),
+     "answer_type: no figure in 名 other than the question's in the answer to a how-many question"),
     # …and it counts counties there (37个县), not people.
     ("阳山县北部生态发展区有多少名留守儿童和孤儿？", "37名。",
      "miscounted: ['37名'] count something else in the evidence"),

@@ -17,9 +17,10 @@ test("refusal reasons in plain Chinese, by the check that refused", () => {
   assert.equal(refusalReason("miscounted: ['47'] count something else in the evidence"), "回答中的数字在文档里说的是别的事情。");
   assert.equal(refusalReason("answer_type: the answer to a who-question names no one and nothing of the evidence"),
     "问的是谁，回答里却没有文档中提到的人或事物。");
-  assert.equal(refusalReason("answer_type: no figure in 所 in the answer to a how-many question"),
+  assert.equal(refusalReason("answer_type: no figure in 所 other than the question's in the answer to a how-many question"),
     "问的是数量，回答里却没有所问单位的数字。");
   assert.equal(refusalReason("answer_type: no date in the answer to a when-question"), "问的是时间，回答里却没有日期。");
+  assert.equal(refusalReason("answer_type: no date in 日 in the answer to a when-question"), "问的是时间，回答里却没有日期。");
   assert.equal(refusalReason("support: 0 sentences support the answer"), "文档里没有一句话能支持这个回答。");
   // Older or remote servers' wording.
   assert.equal(refusalReason("the model found no answer in the passages"), "模型在检索到的段落中没有找到答案。");
