@@ -7,10 +7,11 @@ every check and with each one removed.
     .venv/bin/python scripts/ablate_checks.py --replay /tmp/ab/dev.jsonl /tmp/ab/cmrc-tune.jsonl --prune
 
 The checks after generation only decide what of the model's text is sent; they never change what the model
-writes. So the model answers each question once (``--drafts``: its streamed pieces are kept, and reused when
-the file is there), and the stage's own streaming verifier (``RagService._verdict`` in a
-``StreamVerifier``, the longest passing clause prefix and a list answer's completion from the source
-included) is replayed over them with a set of checks (or the completion, ``list_completion``) left out.
+writes. So the model answers each question once (``--drafts``: its streamed pieces are kept with a hash of
+the prompt they answer, and reused when the file is there and the code still makes that prompt), and the
+stage's own streaming verifier (``RagService._verdict`` in a ``StreamVerifier``, the longest passing clause
+prefix and a list answer's completion from the source included) is replayed over them with a set of checks
+(or the completion, ``list_completion``) left out.
 ``coverage``, the one check before generation, is not ablated: it also picks the documents the model reads.
 A row says, per variant: answerable right, false refusal (answerable refused), unanswerable refused, and
 against all checks, how many more replies are right and how many more wrong (an answer to an unanswerable
@@ -21,9 +22,10 @@ check whose removal loses nothing on the files given (the tuning runs), until ea
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,15 +89,32 @@ def cmrc_questions(part: str, limit: int | None) -> list[Question]:
             for q in cmrc.select_questions(bench, part, limit=limit)]
 
 
+def prompt_key(plan: Plan) -> str:
+    """What the model was asked (or the refusal before it), hashed: a draft answers this prompt only."""
+    return hashlib.sha256(json.dumps([plan.chat, plan.refusal], ensure_ascii=False).encode()).hexdigest()[:16]
+
+
 def draft(service: RagService, question: Question) -> dict[str, Any]:
-    """The refusal before generation, or the model's streamed pieces."""
+    """The refusal before generation, or the model's streamed pieces, with the prompt they answer."""
     plan = service.prepare(question.messages)
     pieces: list[str] = []
     if not plan.refusal:
         for item in service.generator.stream(plan.chat, service.settings.max_tokens, service.settings.temperature):
             if not isinstance(item, Completion):
                 pieces.append(item)
-    return {"id": question.id, "refusal": plan.refusal, "pieces": pieces}
+    return {"id": question.id, "prompt": prompt_key(plan), "refusal": plan.refusal, "pieces": pieces}
+
+
+def redrafted(service: RagService, questions: Iterable[Question],
+              done: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Each question's draft: the one in ``done`` while the code still asks the model the same prompt, else a
+    new one (a changed template or rule is drafted again only where it changed a prompt)."""
+    for question in questions:
+        old = done.get(question.id)
+        if old is not None and old.get("prompt") == prompt_key(service.prepare(question.messages)):
+            yield old
+        else:
+            yield draft(service, question)
 
 
 def replay(service: RagService, question: Question, row: dict[str, Any], skip: frozenset[str],
@@ -167,8 +186,7 @@ def make_drafts(args: argparse.Namespace) -> None:
     args.drafts.parent.mkdir(parents=True, exist_ok=True)
     with args.drafts.open("w", encoding="utf-8") as out:
         out.write(json.dumps({"meta": meta}) + "\n")
-        for n, question in enumerate(questions_for(meta), 1):
-            row = done.get(question.id) or draft(service, question)
+        for n, row in enumerate(redrafted(service, questions_for(meta), done), 1):
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
             out.flush()
             print(f"\r{n} drafted", end="", file=sys.stderr)

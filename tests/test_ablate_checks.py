@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 from unittest import mock
 
@@ -83,3 +84,20 @@ def test_a_prompt_rule_switched_off_redrafts_only_the_prompts_it_changes(
         _, changed = ablate_prompt.without(run, "list_structure")
     assert (changed, redrafted) == (1, ["list"])
     assert ablate_prompt.prompting.list_items is original
+
+
+def test_a_draft_is_reused_only_while_the_code_makes_the_same_prompt(sample_index: tuple[Settings, Index]) -> None:
+    """A drafts file kept across a change of template: the list question, whose prompt the list hint changes,
+    is drafted again; the figure question keeps its draft."""
+    settings, index = sample_index
+    asked = {"rank": QUESTION, "list": "辽源市教育局2023年全面实施了哪四个行动？"}
+    questions = [ablate_checks.Question(k, [{"role": "user", "content": q}], lambda text, refused, citations: True,
+                                        True) for k, q in asked.items()]
+    before = RagService(settings, FakeEmbedder(), FakeGenerator(reply="甲。"), index)
+    done = {q.id: ablate_checks.draft(before, q) for q in questions}
+    after = RagService(settings, FakeEmbedder(), FakeGenerator(reply="乙。"), index)
+    assert list(ablate_checks.redrafted(after, questions, done)) == [done["rank"], done["list"]]
+    after.templates = replace(after.templates, list_hint="（列出问题所问的项目。）")
+    rows = {r["id"]: r for r in ablate_checks.redrafted(after, questions, done)}
+    assert rows["rank"] == done["rank"]
+    assert "".join(rows["list"]["pieces"]) == "乙。" and rows["list"]["prompt"] != done["list"]["prompt"]
