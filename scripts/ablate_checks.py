@@ -94,9 +94,10 @@ def prompt_key(plan: Plan) -> str:
     return hashlib.sha256(json.dumps([plan.chat, plan.refusal], ensure_ascii=False).encode()).hexdigest()[:16]
 
 
-def draft(service: RagService, question: Question) -> dict[str, Any]:
-    """The refusal before generation, or the model's streamed pieces, with the prompt they answer."""
-    plan = service.prepare(question.messages)
+def draft(service: RagService, question: Question, plan: Plan | None = None) -> dict[str, Any]:
+    """The refusal before generation, or the model's streamed pieces, with the prompt they answer (``plan``:
+    the question's, when the caller has made it already)."""
+    plan = plan or service.prepare(question.messages)
     pieces: list[str] = []
     if not plan.refusal:
         for item in service.generator.stream(plan.chat, service.settings.max_tokens, service.settings.temperature):
@@ -110,11 +111,8 @@ def redrafted(service: RagService, questions: Iterable[Question],
     """Each question's draft: the one in ``done`` while the code still asks the model the same prompt, else a
     new one (a changed template or rule is drafted again only where it changed a prompt)."""
     for question in questions:
-        old = done.get(question.id)
-        if old is not None and old.get("prompt") == prompt_key(service.prepare(question.messages)):
-            yield old
-        else:
-            yield draft(service, question)
+        old, plan = done.get(question.id), service.prepare(question.messages)
+        yield old if old is not None and old.get("prompt") == prompt_key(plan) else draft(service, question, plan)
 
 
 def replay(service: RagService, question: Question, row: dict[str, Any], skip: frozenset[str],

@@ -77,7 +77,7 @@ def without(run: ablate_checks.Run, rule: str) -> tuple[ablate_checks.Outcome, i
             before = run.plans[question.id]
             if (plan.chat, plan.refusal) != (before.chat, before.refusal):
                 changed += 1
-                row = ablate_checks.draft(run.service, question)
+                row = ablate_checks.draft(run.service, question, plan)
             outcome[question.id] = ablate_checks.replay(run.service, question, row, frozenset(), plans)
     return outcome, changed
 

@@ -80,7 +80,7 @@ def test_a_prompt_rule_switched_off_redrafts_only_the_prompts_it_changes(
     ablate_checks.outcomes([run], frozenset())  # the plans with every rule
     original = ablate_prompt.prompting.list_items
     redrafted = []
-    with mock.patch.object(ablate_checks, "draft", lambda s, q: redrafted.append(q.id) or run.rows[q.id]):
+    with mock.patch.object(ablate_checks, "draft", lambda s, q, plan=None: redrafted.append(q.id) or run.rows[q.id]):
         _, changed = ablate_prompt.without(run, "list_structure")
     assert (changed, redrafted) == (1, ["list"])
     assert ablate_prompt.prompting.list_items is original
